@@ -1,0 +1,104 @@
+"""One stochastic view of a batch: crop, flip, colour jitter, grayscale, blur, solarize.
+
+Input is the raw ``uint8`` batch ``(N, C, H, W)`` on the training device; output the
+normalized float view. Every random choice is drawn per sample from the generator that
+is passed in, so a seeded generator reproduces the same views on the same device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from csl.augment import color
+from csl.augment.blur import gaussian_blur
+from csl.augment.crop import resized_crop, sample_crop_boxes
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """Probabilities and ranges of one view (the fields of a recipe's config)."""
+
+    size: int
+    crop_scale: tuple[float, float]
+    crop_ratio: tuple[float, float]
+    flip_p: float
+    jitter_p: float
+    brightness: float
+    contrast: float
+    saturation: float
+    hue: float
+    grayscale_p: float
+    blur_p: float
+    blur_sigma: tuple[float, float]
+    solarize_p: float
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+    return torch.empty(n, device=g.device).uniform_(lo, hi, generator=g)
+
+
+def _bernoulli(n: int, p: float, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, device=g.device, generator=g) < p
+
+
+def _jitter(x: torch.Tensor, spec: ViewSpec, g: torch.Generator) -> torch.Tensor:
+    """ColorJitter with probability ``jitter_p``: the four ops in a random order per sample."""
+    n = x.shape[0]
+    on = _bernoulli(n, spec.jitter_p, g).to(x.dtype)  # 1 where this sample is jittered
+    # factors as torchvision samples them; identity (1, 1, 1, 0) where not jittered
+    b = 1 + on * (_uniform(n, max(0.0, 1 - spec.brightness), 1 + spec.brightness, g) - 1)
+    c = 1 + on * (_uniform(n, max(0.0, 1 - spec.contrast), 1 + spec.contrast, g) - 1)
+    s = 1 + on * (_uniform(n, max(0.0, 1 - spec.saturation), 1 + spec.saturation, g) - 1)
+    h = on * _uniform(n, -spec.hue, spec.hue, g)
+    order = torch.argsort(torch.rand(n, 4, device=g.device, generator=g), dim=1)  # N x 4
+    ops = [
+        (spec.brightness > 0, lambda x, f: color.brightness(x, f), b, 1.0),
+        (spec.contrast > 0, lambda x, f: color.contrast(x, f), c, 1.0),
+        (spec.saturation > 0 and x.shape[1] == 3, lambda x, f: color.saturation(x, f), s, 1.0),
+        (spec.hue > 0 and x.shape[1] == 3, lambda x, f: color.hue(x, f), h, 0.0),
+    ]
+    for slot in range(4):  # in slot r, sample i applies op order[i, r]; others get identity
+        for k, (enabled, op, factor, identity) in enumerate(ops):
+            if not enabled:
+                continue
+            active = order[:, slot] == k
+            x = op(x, torch.where(active, factor, torch.full_like(factor, identity)))
+    return x
+
+
+def make_view(
+    images: torch.Tensor,
+    spec: ViewSpec,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``uint8 (N, C, H, W) -> float (N, C, size, size)``, normalized by ``mean``/``std``."""
+    n, _, height, width = images.shape
+    g = generator
+    x = images.float().div_(255)
+    boxes = sample_crop_boxes(n, height, width, spec.crop_scale, spec.crop_ratio, g)
+    flip = _bernoulli(n, spec.flip_p, g)
+    x = resized_crop(x, boxes, flip, spec.size)
+    if spec.jitter_p > 0:
+        x = _jitter(x, spec, g)
+    if spec.grayscale_p > 0 and x.shape[1] == 3:
+        gray = _bernoulli(n, spec.grayscale_p, g).view(-1, 1, 1, 1)
+        x = torch.where(gray, color.grayscale(x).expand_as(x), x)
+    if spec.blur_p > 0:
+        # SimCLR: kernel 10% of the image side, sigma uniform in [0.1, 2.0], p = 0.5
+        kernel = max(3, int(0.1 * spec.size) // 2 * 2 + 1)
+        sigma = _uniform(n, spec.blur_sigma[0], spec.blur_sigma[1], g)
+        blurred = gaussian_blur(x, sigma, kernel)
+        x = torch.where(_bernoulli(n, spec.blur_p, g).view(-1, 1, 1, 1), blurred, x)
+    if spec.solarize_p > 0:
+        x = color.solarize(x, _bernoulli(n, spec.solarize_p, g))
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The evaluation transform: ``uint8 -> float``, scaled to [0, 1] and normalized."""
+    x = images.float().div_(255)
+    return (x - mean.view(1, -1, 1, 1).to(x.device)) / std.view(1, -1, 1, 1).to(x.device)

@@ -1,0 +1,112 @@
+"""The prepared dataset on disk: what ``csl prepare`` writes and every later stage reads.
+
+A directory with ``train_images.npy`` ``(N, C, H, W)`` uint8, ``train_labels.npy`` int64,
+the same for ``test_``, and ``meta.json`` (name, source, classes, shape, per-channel
+mean/std of the training images in [0, 1], sizes, and a sha256 content hash). DVC tracks
+the directory; it is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from csl.data.dataset import RawDataset, Split
+from csl.errors import DataError
+from csl.io import atomic_dir
+
+FORMAT_VERSION = 1
+FILES = ("train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy", "meta.json")
+
+
+@dataclass
+class Prepared:
+    meta: dict[str, Any]
+    train: Split
+    test: Split
+
+    @property
+    def channels(self) -> int:
+        return int(self.meta["shape"][0])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["shape"][1])
+
+
+def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 ``(N, C, H, W)`` images scaled to [0, 1]."""
+    c = images.shape[1]
+    s = np.zeros(c)
+    s2 = np.zeros(c)
+    for i in range(0, len(images), chunk):
+        x = images[i : i + chunk].astype(np.float64) / 255.0
+        s += x.sum(axis=(0, 2, 3))
+        s2 += (x * x).sum(axis=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = s / count
+    std = np.sqrt(np.maximum(s2 / count - mean**2, 1e-12))
+    return mean.tolist(), std.tolist()
+
+
+def content_hash(raw: RawDataset) -> str:
+    h = hashlib.sha256()
+    for split in (raw.train, raw.test):
+        h.update(str(split.images.shape).encode())
+        h.update(np.ascontiguousarray(split.images).data)
+        h.update(np.ascontiguousarray(split.labels).data)
+    h.update(json.dumps(raw.classes).encode())
+    return h.hexdigest()
+
+
+def write(raw: RawDataset, out: Path) -> dict[str, Any]:
+    mean, std = channel_stats(raw.train.images)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": raw.name,
+        "source": raw.source,
+        "classes": raw.classes,
+        "shape": list(raw.train.images.shape[1:]),
+        "num_train": int(len(raw.train.labels)),
+        "num_test": int(len(raw.test.labels)),
+        "mean": mean,
+        "std": std,
+        "content_hash": content_hash(raw),
+    }
+    with atomic_dir(out) as tmp:
+        for split_name, split in (("train", raw.train), ("test", raw.test)):
+            np.save(tmp / f"{split_name}_images.npy", split.images)
+            np.save(tmp / f"{split_name}_labels.npy", split.labels)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def load(path: Path) -> Prepared:
+    """Load a prepared dataset; anything missing or inconsistent is a :class:`DataError`."""
+    if not (path / "meta.json").is_file():
+        raise DataError(f"no prepared dataset at {path}: run 'csl prepare' (or 'dvc repro prepare') first")
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path / 'meta.json'} is corrupt ({e}); run 'csl prepare' again") from None
+    splits = {}
+    for name in ("train", "test"):
+        arrays = []
+        for kind in ("images", "labels"):
+            f = path / f"{name}_{kind}.npy"
+            try:
+                arrays.append(np.load(f, mmap_mode=None, allow_pickle=False))
+            except (OSError, ValueError, EOFError) as e:
+                raise DataError(f"{f} is missing or corrupt ({e}); run 'csl prepare' again") from None
+        images, labels = arrays
+        expected = (meta[f"num_{name}"], *meta["shape"])
+        if images.shape != expected or images.dtype != np.uint8 or labels.shape != (expected[0],):
+            raise DataError(f"{path}: {name} arrays {images.shape}/{labels.shape} do not match meta.json "
+                            f"{expected}; run 'csl prepare' again")
+        splits[name] = Split(images, labels.astype(np.int64))
+    return Prepared(meta, splits["train"], splits["test"])

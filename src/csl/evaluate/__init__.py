@@ -1,0 +1,1 @@
+"""Evaluation of frozen encoders: features once, then linear probe and weighted kNN."""

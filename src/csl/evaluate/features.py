@@ -1,0 +1,34 @@
+"""Extract frozen-encoder features for a whole split, once, in eval mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from csl.augment.view import normalize
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: nn.Module,
+    images: np.ndarray,
+    mean: list[float],
+    std: list[float],
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+    desc: str = "features",
+) -> torch.Tensor:
+    """``uint8 (N, C, H, W) -> float32 (N, D)`` with the dataset's normalization."""
+    encoder = encoder.to(device).eval()
+    m = torch.tensor(mean, device=device)
+    s = torch.tensor(std, device=device)
+    src = torch.as_tensor(images)
+    out = []
+    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    for i in tqdm(range(0, len(src), batch_size), desc=desc, unit="batch", mininterval=2.0):
+        x = normalize(src[i : i + batch_size].to(device), m, s)
+        with autocast:
+            out.append(encoder(x).float())
+    return torch.cat(out)

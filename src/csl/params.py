@@ -1,0 +1,96 @@
+"""params.yaml: the whole pipeline's parameters, loaded strictly and typed.
+
+Top-level sections: ``data``, ``variants`` (the method variants the pipeline runs, the DVC
+matrix), ``methods`` (each variant's composition), ``eval``, ``tracking``. The file layout is
+fixed (:mod:`csl.stages.layout`) so that dvc.yaml and the stages agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from csl.config.overrides import apply_overrides
+from csl.config.strict import parse, to_dict
+from csl.data.config import DataConfig
+from csl.errors import ConfigError
+from csl.evaluate.config import EvalConfig
+from csl.methods.config import MethodConfig, parse_method
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow experiment name; the tracking URI comes from MLFLOW_TRACKING_URI, else a
+    SQLite file ``mlflow.db`` in the project directory."""
+
+    experiment: str = "csl"
+
+
+@dataclass(frozen=True)
+class _Plain:
+    data: DataConfig = field(default_factory=DataConfig)
+    variants: list[str] = field(default_factory=list)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig
+    variants: list[str]
+    methods: dict[str, MethodConfig]
+    eval: EvalConfig
+    tracking: TrackingConfig
+    raw: dict[str, Any]
+
+    def method(self, variant: str) -> MethodConfig:
+        if variant not in self.methods:
+            from csl.errors import UnknownNameError
+
+            raise UnknownNameError("variant", variant, list(self.methods), "--variant")
+        return self.methods[variant]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "data": to_dict(self.data),
+            "variants": list(self.variants),
+            "methods": {k: v.as_dict() for k, v in self.methods.items()},
+            "eval": to_dict(self.eval),
+            "tracking": to_dict(self.tracking),
+        }
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    if not isinstance(raw, dict):
+        raise ConfigError("params.yaml must be a mapping of sections")
+    methods_raw = raw.get("methods")
+    if not isinstance(methods_raw, dict) or not methods_raw:
+        raise ConfigError("params.yaml needs a non-empty 'methods' section (one entry per variant)")
+    methods = {name: parse_method(m, f"methods.{name}") for name, m in methods_raw.items()}
+    plain = parse(_Plain, {k: v for k, v in raw.items() if k != "methods"})
+    if not plain.variants:
+        raise ConfigError("'variants' must list at least one of the variants in 'methods': "
+                          + ", ".join(methods))
+    for i, v in enumerate(plain.variants):
+        if v not in methods:
+            raise ConfigError(f"'variants[{i}]' is {v!r}, which is not in 'methods' "
+                              f"(defined: {', '.join(methods)})")
+    return Params(plain.data, plain.variants, methods, plain.eval, plain.tracking, raw)
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run csl from the project directory or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    return raw or {}
+
+
+def load_params(path: Path, overrides: list[str] | None = None) -> Params:
+    """Read params.yaml, apply ``key.path=value`` overrides, validate everything."""
+    return parse_params(apply_overrides(read_raw(path), overrides or []))

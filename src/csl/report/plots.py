@@ -1,0 +1,62 @@
+"""PNG figures for the report (matplotlib, Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def loss_curves(histories: dict[str, list[dict[str, float]]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
+    for name, rows in histories.items():
+        ax.plot([r["epoch"] + 1 for r in rows], [r["loss"] for r in rows], marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("pretraining loss (epoch mean)")
+    ax.set_title("Pretraining loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def accuracy_chart(rows: list[dict[str, Any]], path: Path) -> None:
+    names = [r["variant"] for r in rows]
+    series = [("linear_top1", "linear (pretrained)"), ("random_linear_top1", "linear (random init)"),
+              ("knn_top1", "kNN (pretrained)"), ("random_knn_top1", "kNN (random init)")]
+    x = np.arange(len(names))
+    width = 0.2
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
+    for i, (key, label) in enumerate(series):
+        vals = [100 * r.get(key, float("nan")) for r in rows]
+        bars = ax.bar(x + (i - 1.5) * width, vals, width, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy: pretrained vs random-init encoder")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def embedding_map_plot(xy: np.ndarray, labels: np.ndarray, classes: list[str], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.0, 5.0), dpi=110)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for k, name in enumerate(classes):
+        m = labels == k
+        ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(k % cmap.N), label=name)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    ax.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,69 @@
+"""Render the report as a self-contained HTML page (images inlined) and a Markdown twin."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    ("variant", "variant", "{}"),
+    ("method", "method", "{}"),
+    ("encoder", "encoder", "{}"),
+    ("linear_top1", "linear top-1", "{:.2%}"),
+    ("random_linear_top1", "linear top-1 (random init)", "{:.2%}"),
+    ("knn_top1", "kNN top-1", "{:.2%}"),
+    ("random_knn_top1", "kNN top-1 (random init)", "{:.2%}"),
+    ("images_per_s", "pretrain images/s", "{:,.0f}"),
+    ("pretrain_seconds", "pretrain wall time", "{:.0f} s"),
+    ("epochs", "epochs", "{}"),
+]
+
+
+def _fmt(row: dict[str, Any], key: str, fmt: str) -> str:
+    v = row.get(key)
+    return "–" if v is None else fmt.format(v)
+
+
+def markdown(title: str, rows: list[dict[str, Any]], figures: list[tuple[str, str]], notes: list[str]) -> str:
+    lines = [f"# {title}", ""]
+    lines += ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r, k, f) for k, _, f in COLUMNS) + " |")
+    lines.append("")
+    lines += [f"- {n}" for n in notes]
+    lines.append("")
+    for caption, file in figures:
+        lines += [f"## {caption}", "", f"![{caption}]({file})", ""]
+    return "\n".join(lines)
+
+
+def html_page(title: str, rows: list[dict[str, Any]], figures: list[tuple[str, str]], notes: list[str],
+              directory: Path) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r, k, f))}</td>" for k, _, f in COLUMNS) + "</tr>" for r in rows
+    )
+    figs = []
+    for caption, file in figures:
+        data = base64.b64encode((directory / file).read_bytes()).decode()
+        figs.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    note_items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.35rem 0.6rem; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child, td:nth-child(2), td:nth-child(3) {{ text-align: left; }}
+figure {{ display: inline-block; margin: 0.5rem; vertical-align: top; }}
+img {{ max-width: 520px; border: 1px solid #eee; }} figcaption {{ font-size: 0.85rem; color: #555; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<ul>{note_items}</ul>
+{''.join(figs)}
+</body></html>
+"""

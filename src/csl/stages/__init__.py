@@ -1,0 +1,1 @@
+"""Stage entry points. DVC (dvc.yaml) and Kubeflow call these same functions."""

@@ -1,0 +1,72 @@
+"""``csl pretrain --variant NAME``: pretrain one method variant; write its encoder."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from csl import data as csl_data
+from csl.io import atomic_write_bytes, atomic_write_json
+from csl.params import Params
+from csl.stages.layout import PREPARED, Layout
+from csl.train.fit import FitResult, fit
+from csl.train.history import MetricSink
+
+from csl.encoders.saved import ENCODER_FORMAT
+
+
+def encoder_payload(params: Params, variant: str, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict:
+    """Everything needed to rebuild and use the encoder: spec, normalization, weights."""
+    cfg = params.method(variant)
+    return {
+        "format": ENCODER_FORMAT,
+        "variant": variant,
+        "method": cfg.method,
+        "encoder": cfg.parts["encoder"].as_dict(),
+        "in_channels": int(meta["shape"][0]),
+        "image_size": int(meta["shape"][1]),
+        "mean": list(meta["mean"]),
+        "std": list(meta["std"]),
+        "classes": list(meta["classes"]),
+        "dataset": meta["name"],
+        "dataset_content_hash": meta["content_hash"],
+        "state_dict": state,
+    }
+
+
+def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | None = None) -> FitResult:
+    """Pure stage: prepared data -> ``runs/<variant>/pretrain/{encoder.pt,history.json,metrics.json}``."""
+    layout = Layout(project, params)
+    data = csl_data.load(layout.prepared)
+    ckpt = layout.checkpoint_dir(variant, data.meta["content_hash"])
+    result = fit(params.method(variant), data, ckpt, sink)
+    out = layout.pretrain_dir(variant)
+    buf = io.BytesIO()
+    torch.save(encoder_payload(params, variant, data.meta, result.encoder_state), buf)
+    atomic_write_bytes(out / "encoder.pt", buf.getvalue())
+    atomic_write_json(out / "history.json", result.history)
+    atomic_write_json(out / "metrics.json", {**result.summary, "checkpoint_dir": str(ckpt.relative_to(project))})
+    return result
+
+
+def main(params: Params, project: Path, variant: str) -> None:
+    from csl import tracking
+
+    cfg = params.method(variant)
+    layout = Layout(project, params)
+    with tracking.stage_run(project, params.tracking.experiment, "pretrain", variant) as rec:
+        rec.params({"variant": variant, **cfg.as_dict()})
+        meta = csl_data.load(layout.prepared).meta
+        rec.dataset(meta, str(layout.prepared), tracking.dvc_out_md5(project, PREPARED))
+        result = pretrain(params, variant, project, sink=rec.metrics)
+        rec.metrics({k: v for k, v in result.summary.items() if isinstance(v, (int, float)) and k != "pid"})
+        out = layout.pretrain_dir(variant)
+        rec.artifact(out / "history.json")
+        rec.artifact(out / "encoder.pt", "encoder")
+        rec.artifact(layout.checkpoint_dir(variant, meta["content_hash"]) / "last.ckpt", "checkpoint")
+    s = result.summary
+    print(f"pretrained {variant}: {s['epochs']} epochs, loss {s['final_loss']:.4f}, "
+          f"{s['images_per_s']:.0f} images/s -> {layout.pretrain_dir(variant) / 'encoder.pt'}")

@@ -1,0 +1,79 @@
+"""``csl report``: collect every variant's results into reports/report.{html,md} + PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from csl import data as csl_data
+from csl.io import atomic_dir
+from csl.params import Params
+from csl.report import plots
+from csl.report.render import html_page, markdown
+from csl.stages.layout import Layout
+
+
+def _read_json(path: Path) -> Any:
+    from csl.errors import CslError
+
+    if not path.is_file():
+        raise CslError(f"{path} is missing: run the earlier stages first ('csl run' or 'dvc repro')")
+    return json.loads(path.read_text())
+
+
+def collect(params: Params, project: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, float]]]]:
+    layout = Layout(project, params)
+    rows, histories = [], {}
+    for v in params.variants:
+        cfg = params.method(v)
+        pre = _read_json(layout.pretrain_dir(v) / "metrics.json")
+        ev = _read_json(layout.eval_dir(v) / "metrics.json")
+        histories[v] = _read_json(layout.pretrain_dir(v) / "history.json")
+        rows.append({"variant": v, "method": cfg.method, "encoder": cfg.parts["encoder"].name,
+                     **{k: pre.get(k) for k in ("images_per_s", "pretrain_seconds", "epochs")}, **ev})
+    return rows, histories
+
+
+def report(params: Params, project: Path) -> list[dict[str, Any]]:
+    """Pure stage: results of all variants -> ``reports/`` (written atomically)."""
+    layout = Layout(project, params)
+    meta = csl_data.load(layout.prepared).meta
+    rows, histories = collect(params, project)
+    with atomic_dir(layout.reports) as tmp:
+        figures = [("Pretraining loss", "loss_curves.png"), ("Test top-1 accuracy", "accuracy.png")]
+        plots.loss_curves(histories, tmp / "loss_curves.png")
+        plots.accuracy_chart(rows, tmp / "accuracy.png")
+        for v in params.variants:
+            m = np.load(layout.eval_dir(v) / "embedding_map.npz")
+            file = f"map_{v}.png"
+            plots.embedding_map_plot(m["xy"], m["labels"], meta["classes"],
+                                     f"{v}: {params.eval.map.method} of {len(m['labels'])} test embeddings", tmp / file)
+            figures.append((f"2-D map of test embeddings: {v}", file))
+        title = f"csl report: {meta['name']}"
+        notes = [
+            f"Dataset {meta['name']} ({meta['num_train']} train / {meta['num_test']} test, shape {meta['shape']}), "
+            f"content hash {meta['content_hash'][:12]}.",
+            f"Evaluation protocol {params.eval.linear.epochs}-epoch linear probe on frozen standardized features; "
+            f"weighted kNN k={params.eval.knn.k}, T={params.eval.knn.temperature}. Random init = same "
+            "architecture, untrained.",
+        ]
+        (tmp / "report.md").write_text(markdown(title, rows, figures, notes))
+        (tmp / "report.html").write_text(html_page(title, rows, figures, notes, tmp))
+        (tmp / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def main(params: Params, project: Path) -> None:
+    from csl import tracking
+
+    layout = Layout(project, params)
+    with tracking.stage_run(project, params.tracking.experiment, "report") as rec:
+        rec.params({"variants": ",".join(params.variants)})
+        rows = report(params, project)
+        for r in rows:
+            rec.metrics({f"{r['variant']}.{k}": r[k] for k in ("linear_top1", "knn_top1") if k in r})
+        rec.artifact(layout.reports, "report")
+    print(f"report: {layout.reports / 'report.html'} (and report.md)")

@@ -1,0 +1,117 @@
+"""``csl run``: the whole local pipeline through DVC, under one MLflow parent run.
+
+Overrides given here are first written into params.yaml (comments kept, as
+``dvc exp run -S`` does) so that DVC, git and MLflow all see exactly what ran. When DVC
+reports nothing changed, nothing runs and no MLflow run is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from csl.errors import CslError
+from csl.params import load_params
+from csl.stages.layout import REPORTS
+
+
+def dvc_command() -> list[str]:
+    beside = Path(sys.executable).parent / "dvc"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("dvc")
+    if not found:
+        raise CslError("the 'dvc' command is not installed; run 'make setup' (or pip install dvc==3.67.1)")
+    return [found]
+
+
+def write_overrides(params_path: Path, overrides: list[str]) -> None:
+    """Apply validated overrides to params.yaml in place, keeping its comments."""
+    from ruamel.yaml import YAML
+
+    from csl.io import atomic_write_text
+
+    yaml = YAML()
+    doc = yaml.load(params_path.read_text())
+    import io
+
+    import yaml as pyyaml
+
+    for item in overrides:
+        key, raw = item.split("=", 1)
+        node = doc
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = pyyaml.safe_load(raw)
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    atomic_write_text(params_path, buf.getvalue())
+
+
+def pipeline_status(project: Path) -> dict[str, Any]:
+    """``dvc status --json``: empty when every stage is up to date."""
+    out = subprocess.run([*dvc_command(), "status", "--json"], cwd=project, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise CslError(f"'dvc status' failed in {project}:\n{out.stderr.strip()}")
+    text = out.stdout.strip()
+    return json.loads(text) if text.startswith("{") else {"unparsed": text}
+
+
+def headline(project: Path) -> str:
+    from csl import tracking
+
+    summary = project / REPORTS / "summary.json"
+    lines = []
+    if summary.is_file():
+        rows = json.loads(summary.read_text())
+        lines.append(f"{'variant':<24}{'linear':>9}{'(random)':>10}{'kNN':>9}{'(random)':>10}{'img/s':>9}")
+        for r in rows:
+            lines.append(f"{r['variant']:<24}{r['linear_top1']:>9.2%}{r.get('random_linear_top1', float('nan')):>10.2%}"
+                         f"{r['knn_top1']:>9.2%}{r.get('random_knn_top1', float('nan')):>10.2%}"
+                         f"{r.get('images_per_s') or 0:>9.0f}")
+    uri = tracking.tracking_uri(project)
+    lines.append(f"report:       {project / REPORTS / 'report.html'} (Markdown: report.md)")
+    lines.append(f"MLflow store: {uri}")
+    if uri.startswith("sqlite:"):
+        lines.append(f"browse it:    mlflow ui --backend-store-uri {uri}")
+    return "\n".join(lines)
+
+
+def run(project: Path, params_path: Path, overrides: list[str], force: bool = False) -> bool:
+    """Run what DVC says is stale; return whether anything ran."""
+    from csl import tracking
+
+    params = load_params(params_path, overrides)  # validate before touching anything
+    if overrides:
+        write_overrides(params_path, overrides)
+    dvc = dvc_command()
+    status = pipeline_status(project)
+    if not status and not force:
+        print("pipeline is up to date: nothing to run (dvc status reports no changes)")
+        print(headline(project))
+        return False
+    stale = ", ".join(sorted(status)) if status else "forced"
+    with tracking.pipeline_run(project, params.tracking.experiment, "pipeline",
+                               {"csl.stale_stages": stale[:5000]}) as parent:
+        parent.params({"variants": ",".join(params.variants), "data.dataset": params.data.dataset})
+        env = {**os.environ, tracking.PARENT_ENV: parent.run_id}
+        cmd = [*dvc, "repro", *(["--force"] if force else [])]
+        code = subprocess.run(cmd, cwd=project, env=env).returncode
+        if code != 0:
+            raise CslError(f"'{' '.join(cmd)}' failed with exit status {code}; the failing stage's error "
+                           "is printed above. Completed stages are kept; rerun 'csl run' to continue.")
+        reports = project / REPORTS
+        parent.artifact(reports, "report")
+        summary = reports / "summary.json"
+        if summary.is_file():
+            for r in json.loads(summary.read_text()):
+                parent.metrics({f"{r['variant']}.{k}": r[k] for k in
+                                ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1") if k in r})
+    print(headline(project))
+    return True

@@ -1,0 +1,205 @@
+"""The one module that talks to MLflow (and reads DVC's lock file for lineage).
+
+Default store: ``sqlite:///<project>/mlflow.db`` with artifacts in ``<project>/mlartifacts``;
+``MLFLOW_TRACKING_URI`` overrides. ``csl run`` opens one parent run per pipeline invocation
+and passes its id to the stages in ``CSL_PARENT_RUN_ID``; each stage (and variant) logs a
+child run under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from csl.errors import TrackingError
+
+PARENT_ENV = "CSL_PARENT_RUN_ID"
+RETRIES_ENV = "CSL_TRACKING_RETRIES"
+
+
+def tracking_uri(project_dir: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_dir / 'mlflow.db').resolve()}"
+
+
+def _check_server(uri: str) -> None:
+    import requests
+
+    attempts = int(os.environ.get(RETRIES_ENV, "4"))
+    delay = 1.0
+    last: Exception | None = None
+    for i in range(attempts):
+        try:
+            r = requests.get(uri.rstrip("/") + "/health", timeout=5)
+            if r.status_code < 500:
+                return
+            last = RuntimeError(f"HTTP {r.status_code}")
+        except requests.RequestException as e:
+            last = e
+        if i + 1 < attempts:
+            time.sleep(delay)
+            delay *= 2
+    raise TrackingError(
+        f"MLflow tracking server {uri} is unreachable after {attempts} attempts ({last}). "
+        "Start the server, fix MLFLOW_TRACKING_URI, or unset it to use the local SQLite store."
+    )
+
+
+def connect(project_dir: Path, experiment: str) -> str:
+    """Point MLflow at the store, check it answers, and return the experiment id."""
+    import mlflow
+
+    uri = tracking_uri(project_dir)
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        exp = mlflow.get_experiment_by_name(experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if uri.startswith("sqlite:"):
+            location = (project_dir / "mlartifacts").resolve().as_uri()
+        return mlflow.create_experiment(experiment, artifact_location=location)
+    except Exception as e:  # MlflowException, OperationalError, ...
+        raise TrackingError(f"cannot use the MLflow store {uri}: {e}") from None
+
+
+def git_commit(project_dir: Path) -> tuple[str, bool]:
+    """``(commit, dirty)`` of the project's git checkout, or ``("unknown", False)``."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_dir,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+        return commit, dirty
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def dvc_out_md5(project_dir: Path, out: str) -> str | None:
+    """The md5 DVC recorded in dvc.lock for output ``out`` (``...dir`` for directories)."""
+    lock = project_dir / "dvc.lock"
+    if not lock.is_file():
+        return None
+    data = yaml.safe_load(lock.read_text()) or {}
+    for stage in (data.get("stages") or {}).values():
+        for o in stage.get("outs", []) or []:
+            if Path(o.get("path", "")) == Path(out):
+                return o.get("md5")
+    return None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Recorder:
+    """What a stage may log: params, metrics, the dataset input and artifacts."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def params(self, params: dict[str, Any]) -> None:
+        import mlflow
+
+        flat = {k: str(v)[:6000] for k, v in flatten(params).items()}
+        items = list(flat.items())
+        for i in range(0, len(items), 100):
+            mlflow.log_params(dict(items[i : i + 100]))
+
+    def metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def tags(self, tags: dict[str, Any]) -> None:
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def dataset(self, meta: dict[str, Any], path: str, md5: str | None) -> None:
+        """Log the prepared dataset as the run's input, digest = DVC md5 (or content hash)."""
+        import mlflow
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.http_dataset_source import HTTPDatasetSource  # noqa: F401  (registers sources)
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        digest = (md5 or meta["content_hash"])[:36]
+        try:
+            source = resolve_dataset_source(str(Path(path).resolve()))
+        except Exception:
+            source = None
+        ds = MetaDataset(source=source, name=f"{meta['name']}-prepared", digest=digest) if source else None
+        if ds is not None:
+            mlflow.log_input(ds, context="training")
+        self.tags({"csl.data.dvc_md5": md5 or "untracked", "csl.data.content_hash": meta["content_hash"],
+                   "csl.data.name": meta["name"], "csl.data.source": meta["source"]})
+
+    def artifact(self, path: Path, subdir: str | None = None) -> None:
+        import mlflow
+
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), subdir)
+        elif path.is_file():
+            mlflow.log_artifact(str(path), subdir)
+
+
+@contextlib.contextmanager
+def stage_run(project_dir: Path, experiment: str, stage: str, variant: str | None = None,
+              parent_run_id: str | None = None) -> Iterator[Recorder]:
+    """An MLflow run for one stage (child of the pipeline run when there is one)."""
+    import mlflow
+
+    exp_id = connect(project_dir, experiment)
+    parent = parent_run_id or os.environ.get(PARENT_ENV) or None
+    commit, dirty = git_commit(project_dir)
+    name = stage if variant is None else f"{stage}@{variant}"
+    tags = {"csl.stage": stage, "csl.git_commit": commit, "csl.git_dirty": str(dirty),
+            "mlflow.source.git.commit": commit}
+    if variant:
+        tags["csl.variant"] = variant
+    try:
+        run = mlflow.start_run(experiment_id=exp_id, run_name=name, parent_run_id=parent, tags=tags,
+                               nested=mlflow.active_run() is not None)
+    except Exception as e:
+        raise TrackingError(f"cannot start an MLflow run in {tracking_uri(project_dir)}: {e}") from None
+    with run:
+        yield Recorder(run.info.run_id)
+
+
+@contextlib.contextmanager
+def pipeline_run(project_dir: Path, experiment: str, name: str, tags: dict[str, str]) -> Iterator[Recorder]:
+    """The parent run of one pipeline invocation; its id is exported for the stages."""
+    import mlflow
+
+    exp_id = connect(project_dir, experiment)
+    commit, dirty = git_commit(project_dir)
+    run = mlflow.start_run(experiment_id=exp_id, run_name=name,
+                           tags={"csl.stage": "pipeline", "csl.git_commit": commit, "csl.git_dirty": str(dirty),
+                                 "mlflow.source.git.commit": commit, **tags})
+    with run:
+        yield Recorder(run.info.run_id)
+
+
+def child_runs(project_dir: Path, experiment: str, parent_run_id: str) -> list[dict[str, Any]]:
+    """Stage runs under a pipeline run (for reports and tests)."""
+    import mlflow
+
+    connect(project_dir, experiment)
+    df = mlflow.search_runs(experiment_names=[experiment],
+                            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", output_format="list")
+    return [{"run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status,
+             "tags": r.data.tags, "metrics": r.data.metrics} for r in df]

@@ -1,0 +1,1 @@
+"""Training: Lightning module, optimizers, schedules, checkpoints."""

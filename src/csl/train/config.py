@@ -1,0 +1,38 @@
+"""The ``train`` section of a method variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from csl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings. ``batch_size`` is per process; the global batch is
+    ``batch_size * devices * num_nodes`` and is what the learning rate is scaled by.
+    ``precision: auto`` is bf16 autocast on CPU, bf16 (or fp16 where bf16 is missing) on GPU.
+    ``limit_train_batches`` caps the steps per epoch (quick runs and tests).
+    """
+
+    epochs: int = 100
+    batch_size: int = 256
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    channels_last: bool = True
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    seed: int = 0
+    deterministic: bool = True
+    limit_train_batches: int | None = None
+    progress_bar: bool = True
+
+    def validate(self, path: str) -> None:
+        for key in ("epochs", "batch_size", "devices", "num_nodes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"'{path}.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.batch_size < 2:
+            raise ConfigError(f"'{path}.batch_size' must be >= 2 for contrastive losses")
+        if self.limit_train_batches is not None and self.limit_train_batches < 1:
+            raise ConfigError(f"'{path}.limit_train_batches' must be >= 1 or null")

@@ -1,0 +1,130 @@
+"""``fit``: pretrain one method variant on a prepared dataset, resuming from checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from csl.data.prepared import Prepared
+from csl.methods.config import MethodConfig
+from csl.train.build import build_method
+from csl.train.checkpoint import EpochCheckpoint
+from csl.train.checkpoint_io import AtomicCheckpointIO
+from csl.train.data import train_loader
+from csl.train.history import EpochHistory, MetricSink
+from csl.train.module import PretrainModule
+from csl.train.optim import effective_lr
+
+
+@dataclass
+class FitResult:
+    encoder_state: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu and not torch.cuda.is_bf16_supported():
+        return "16-mixed"
+    return "bf16-mixed"
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | None = None,
+        extra_callbacks: list[L.Callback] | None = None) -> FitResult:
+    """Train ``cfg`` on ``data.train``; resume from ``ckpt_dir/last.ckpt`` when present.
+
+    A checkpoint is written (atomically) after every epoch. ``extra_callbacks`` are added to the
+    trainer's own.
+    """
+    _quiet_lightning()
+    t = cfg.train
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    world = t.devices * t.num_nodes
+    global_batch = t.batch_size * world
+    n_train = len(data.train.labels)
+    if n_train < global_batch:
+        from csl.errors import ConfigError
+
+        raise ConfigError(f"train.batch_size x processes = {global_batch} exceeds the {n_train} training "
+                          "images; lower the batch size")
+    steps_per_epoch = n_train // global_batch
+    if t.limit_train_batches is not None:
+        steps_per_epoch = min(steps_per_epoch, t.limit_train_batches)
+    lr = effective_lr(cfg.optimizer, global_batch)
+    module = PretrainModule(
+        build_method(cfg, data.meta), cfg.optimizer, cfg.schedule, lr,
+        total_steps=steps_per_epoch * t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
+    )
+    history = EpochHistory(global_batch, sink)
+    callbacks: list[L.Callback] = [
+        history,  # before the checkpoint, so that the saved history includes this epoch
+        EpochCheckpoint(ckpt_dir),
+        *(extra_callbacks or []),
+    ]
+    if t.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    torch.set_float32_matmul_precision("high")
+    trainer = L.Trainer(
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        precision=resolve_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
+        deterministic="warn" if t.deterministic else False,
+        limit_train_batches=t.limit_train_batches,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        logger=False,
+        enable_progress_bar=t.progress_bar,
+        enable_checkpointing=False,  # EpochCheckpoint does it
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        default_root_dir=str(ckpt_dir),
+    )
+    last = ckpt_dir / "last.ckpt"
+    resume = str(last) if last.is_file() else None
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=train_loader(data.train.images, t.batch_size, t.seed), ckpt_path=resume)
+    wall = time.perf_counter() - start
+    rows = history.rows
+    # images/s over all epochs of this training (resumed epochs included), time-weighted
+    images_per_s = (
+        sum(r["images_per_s"] * r["epoch_seconds"] for r in rows) / sum(r["epoch_seconds"] for r in rows)
+        if rows else 0.0
+    )
+    summary = {
+        "final_loss": rows[-1]["loss"] if rows else float("nan"),
+        "epochs": t.epochs,
+        "steps": int(trainer.global_step),
+        "global_batch": global_batch,
+        "effective_lr": lr,
+        "images_per_s": images_per_s,
+        "pretrain_seconds": sum(r["epoch_seconds"] for r in rows),
+        "wall_seconds_this_invocation": wall,
+        "resumed_from": resume,
+        "precision": resolve_precision(t.precision, t.accelerator),
+        "processes": world,
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in module.method.encoder.state_dict().items()}
+    return FitResult(state, rows, summary)

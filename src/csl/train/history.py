@@ -1,0 +1,45 @@
+"""Per-epoch metrics (loss, lr, images/s, time) collected during pretraining."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import lightning as L
+
+MetricSink = Callable[[dict[str, float], int], None]
+
+
+class EpochHistory(L.Callback):
+    """Records one row per epoch and passes it to ``sink(metrics, epoch)`` on rank 0."""
+
+    def __init__(self, global_batch: int, sink: MetricSink | None = None) -> None:
+        self.global_batch = global_batch
+        self.sink = sink
+        self.rows: list[dict[str, float]] = []
+        self._t0 = 0.0
+        self._b0 = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+        self._b0 = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seconds = time.perf_counter() - self._t0
+        steps = trainer.global_step - self._b0
+        row = {
+            "epoch": float(trainer.current_epoch),
+            "loss": float(trainer.callback_metrics["loss_epoch"]),
+            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+            "epoch_seconds": seconds,
+            "images_per_s": steps * self.global_batch / seconds if seconds > 0 else 0.0,
+        }
+        self.rows.append(row)
+        if self.sink is not None and trainer.is_global_zero:
+            self.sink({k: v for k, v in row.items() if k != "epoch"}, trainer.current_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))

@@ -1,0 +1,78 @@
+"""The Lightning module that trains any method: it owns the step, not the method's parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from csl.errors import NonFiniteLossError
+from csl.train.optim import OptimizerConfig, build_optimizer
+from csl.train.schedule import ScheduleConfig, warmup_cosine
+
+
+class PretrainModule(L.LightningModule):
+    """Runs ``method.training_loss`` with the augmentation generator, optimizer and schedule.
+
+    State that must survive a resume beyond weights and optimizer (the augmentation RNG) is
+    stored in the checkpoint under ``"csl"``.
+    """
+
+    def __init__(
+        self,
+        method: nn.Module,
+        optimizer: OptimizerConfig,
+        schedule: ScheduleConfig,
+        lr: float,
+        total_steps: int,
+        steps_per_epoch: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.method = method
+        self.opt_cfg = optimizer
+        self.sched_cfg = schedule
+        self.lr = lr
+        self.total_steps = total_steps
+        self.warmup_steps = int(round(schedule.warmup_epochs * steps_per_epoch))
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+        self._rng_state: torch.Tensor | None = None
+
+    def on_fit_start(self) -> None:
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(self.seed * 7919 + self.global_rank)
+        if self._rng_state is not None:
+            self.generator.set_state(self._rng_state)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        assert self.generator is not None
+        out = self.method.training_loss(batch, self.generator)
+        loss = out["loss"]
+        if not torch.isfinite(loss.detach()):
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
+                "The last good checkpoint is kept. Lower optimizer.lr, raise loss.temperature, "
+                "or use train.precision: 32-true"
+            )
+        self.log("loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        opt = build_optimizer(self.method, self.opt_cfg, self.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            lambda step: warmup_cosine(step, self.total_steps, self.warmup_steps, self.sched_cfg.final_lr_fraction),
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.generator is not None:
+            checkpoint["csl"] = {"aug_rng": self.generator.get_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("csl", {}).get("aug_rng")
+        self._rng_state = state

@@ -1,0 +1,39 @@
+"""Learning-rate schedule: linear warm-up then cosine decay, a pure function of the step.
+
+SimCLR (arXiv 2002.05709, Sec. B.1): "linear warmup for the first 10 epochs, and decay the
+learning rate with the cosine decay schedule without restarts" (Loshchilov & Hutter, 2016).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from csl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """``warmup_epochs`` may be fractional; ``final_lr_fraction`` is the lr at the last step."""
+
+    warmup_epochs: float = 10.0
+    final_lr_fraction: float = 0.0
+
+    def validate(self, path: str) -> None:
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"'{path}.warmup_epochs' must be >= 0")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ConfigError(f"'{path}.final_lr_fraction' must be in [0, 1]")
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:
+    """Multiplier of the base lr at ``step`` (0-based).
+
+    ``(step + 1) / warmup_steps`` during warm-up, then
+    ``f + (1 - f) * (1 + cos(pi * t)) / 2`` with ``t`` going from 0 to 1 over the rest.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps - 1)
+    t = min(1.0, (step - warmup_steps) / decay_steps)
+    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t))

@@ -1,0 +1,125 @@
+"""Shared fixtures: tiny real-format datasets and a tiny csl project (no shared data used)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def digits_images(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's 8x8 digits upscaled to 16x16 uint8: ``(N, 16, 16)``, labels ``(N,)``."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    imgs = (d.images / 16.0 * 255).astype(np.uint8)
+    imgs = np.kron(imgs, np.ones((1, 2, 2), dtype=np.uint8))
+    labels = d.target.astype(np.uint8)
+    if n is not None:
+        imgs, labels = imgs[:n], labels[:n]
+    return imgs, labels
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(raw))
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+def make_idx_dir(root: Path, n_train: int = 600, n_test: int = 200) -> Path:
+    """A directory with Fashion-MNIST-named IDX files holding digits (16x16)."""
+    imgs, labels = digits_images()
+    root.mkdir(parents=True, exist_ok=True)
+    write_idx(root / "train-images-idx3-ubyte", imgs[:n_train])
+    write_idx(root / "train-labels-idx1-ubyte", labels[:n_train])
+    write_idx(root / "t10k-images-idx3-ubyte", imgs[n_train : n_train + n_test])
+    write_idx(root / "t10k-labels-idx1-ubyte", labels[n_train : n_train + n_test])
+    return root
+
+
+def tiny_method(epochs: int = 1, **train: object) -> dict:
+    return {
+        "method": "simclr",
+        "augment": {"name": "simclr", "crop_scale": [0.3, 1.0], "strength": 0.5},
+        "encoder": {"name": "small_cnn", "widths": [8, 16]},
+        "extract": {"name": "mlp_projection", "hidden_dim": 32, "out_dim": 16},
+        "similarity": "cosine",
+        "loss": {"name": "nt_xent", "temperature": 0.5},
+        "optimizer": {"name": "lars", "lr": 0.5, "weight_decay": 1e-6},
+        "schedule": {"warmup_epochs": 0.5},
+        "train": {"epochs": epochs, "batch_size": 64, "progress_bar": False, "seed": 0, **train},
+    }
+
+
+def tiny_params(data_dir: Path, variants: dict[str, dict] | None = None) -> dict:
+    variants = variants or {"simclr-tiny": tiny_method()}
+    return {
+        "data": {"dataset": "fashion-mnist", "source": str(data_dir)},
+        "variants": list(variants),
+        "methods": variants,
+        "eval": {"batch_size": 256, "linear": {"epochs": 5, "batch_size": 128, "lr": 1e-2},
+                 "knn": {"k": 20, "temperature": 0.1}, "map": {"method": "pca", "points": 100}},
+        "tracking": {"experiment": "csl-test"},
+    }
+
+
+def csl_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("CSL_PARENT_RUN_ID", None)
+    env.update({
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(tmp / ".dvc-site"),
+        "DVC_GLOBAL_CONFIG_DIR": str(tmp / ".dvc-global"),
+        "DVC_SYSTEM_CONFIG_DIR": str(tmp / ".dvc-system"),
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+        "PYTHONWARNINGS": "ignore",
+    })
+    return env
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    return make_idx_dir(tmp_path / "fmnist")
+
+
+@pytest.fixture
+def project(tmp_path: Path, idx_dir: Path) -> Path:
+    """A project directory with tiny params.yaml (no git/DVC)."""
+    p = tmp_path / "proj"
+    p.mkdir()
+    (p / "params.yaml").write_text(yaml.safe_dump(tiny_params(idx_dir), sort_keys=False))
+    return p
+
+
+def make_dvc_project(tmp_path: Path, params: dict) -> tuple[Path, dict[str, str]]:
+    """A git + DVC project with the repository's dvc.yaml and a copy of src/ (the code deps)."""
+    p = tmp_path / "dvcproj"
+    p.mkdir()
+    shutil.copy(REPO / "dvc.yaml", p / "dvc.yaml")
+    shutil.copytree(REPO / "src", p / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (p / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (p / ".gitignore").write_text("mlflow.db\nmlartifacts/\ncheckpoints/\n")
+    env = csl_env(tmp_path)
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=p, env=env, check=True, capture_output=True)
+    return p, env

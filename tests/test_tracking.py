@@ -1,0 +1,72 @@
+"""The tracking module against a real MLflow SQLite store, and an unreachable server."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from csl import tracking
+from csl.errors import TrackingError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_default_store_is_sqlite_in_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://example.invalid:5000")
+    assert tracking.tracking_uri(tmp_path) == "http://example.invalid:5000"
+
+
+def test_parent_and_child_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with tracking.pipeline_run(tmp_path, "exp", "pipeline", {"k": "v"}) as parent:
+        monkeypatch.setenv(tracking.PARENT_ENV, parent.run_id)
+        for stage, variant in (("prepare", None), ("pretrain", "a"), ("pretrain", "b")):
+            with tracking.stage_run(tmp_path, "exp", stage, variant) as rec:
+                rec.params({"x": {"y": 1}})
+                rec.metrics({"loss": 1.5}, step=0)
+    children = tracking.child_runs(tmp_path, "exp", parent.run_id)
+    assert sorted(c["name"] for c in children) == ["prepare", "pretrain@a", "pretrain@b"]
+    assert all(c["status"] == "FINISHED" and c["tags"]["csl.git_commit"] for c in children)
+    run = mlflow.get_run(children[0]["run_id"])
+    assert run.data.params == {"x.y": "1"}
+    exp = mlflow.get_experiment_by_name("exp")
+    assert exp.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
+
+
+def test_failed_stage_marks_its_run_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    with pytest.raises(ValueError):
+        with tracking.stage_run(tmp_path, "exp", "pretrain", "a"):
+            raise ValueError("boom")
+    runs = mlflow.search_runs(experiment_names=["exp"], output_format="list")
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv(tracking.RETRIES_ENV, "2")
+    start = time.monotonic()
+    with pytest.raises(TrackingError, match=rf"127.0.0.1:{port} is unreachable after 2 attempts.*"
+                                            r"unset it to use the local SQLite store"):
+        tracking.connect(tmp_path, "exp")
+    assert time.monotonic() - start >= 1.0  # it backed off between attempts
+
+
+def test_dvc_md5_is_read_from_the_lock(tmp_path: Path) -> None:
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  prepare:\n    cmd: csl prepare\n    outs:\n    - path: data/prepared\n"
+        "      hash: md5\n      md5: 0123456789abcdef0123456789abcdef.dir\n")
+    assert tracking.dvc_out_md5(tmp_path, "data/prepared") == "0123456789abcdef0123456789abcdef.dir"
+    assert tracking.dvc_out_md5(tmp_path, "other") is None

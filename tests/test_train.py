@@ -1,0 +1,133 @@
+"""Training parts: schedule endpoints, LARS, parameter groups, resume and NaN handling."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from csl.data import DataConfig, read, write
+from csl.data import load as load_prepared
+from csl.errors import NonFiniteLossError
+from csl.methods.config import parse_method
+from csl.train.fit import fit
+from csl.train.lars import LARS
+from csl.train.optim import OptimizerConfig, build_optimizer, effective_lr, param_groups
+from csl.train.schedule import warmup_cosine
+from conftest import tiny_method
+
+
+def test_warmup_cosine_endpoints() -> None:
+    total, warm = 100, 10
+    assert warmup_cosine(0, total, warm) == pytest.approx(0.1)
+    assert warmup_cosine(9, total, warm) == pytest.approx(1.0)
+    assert warmup_cosine(10, total, warm) == pytest.approx(1.0)
+    assert warmup_cosine(99, total, warm) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(99, total, warm, final_fraction=0.1) == pytest.approx(0.1)
+    mid = warm + (total - warm - 1) / 2
+    assert warmup_cosine(int(mid), total, warm) == pytest.approx(0.5, abs=0.02)
+    assert warmup_cosine(0, total, 0) == pytest.approx(1.0)
+    values = [warmup_cosine(s, total, warm) for s in range(warm, total)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_lr_scaling() -> None:
+    assert effective_lr(OptimizerConfig(lr=0.3, lr_scaling="linear"), 4096) == pytest.approx(4.8)
+    assert effective_lr(OptimizerConfig(lr=0.075, lr_scaling="sqrt"), 4096) == pytest.approx(4.8)
+    assert effective_lr(OptimizerConfig(lr=0.1, lr_scaling="none"), 4096) == pytest.approx(0.1)
+
+
+def test_lars_step_by_hand() -> None:
+    w = nn.Parameter(torch.tensor([3.0, 4.0]))  # ||w|| = 5
+    b = nn.Parameter(torch.tensor([1.0]))
+    opt = LARS([{"params": [w]}, {"params": [b], "weight_decay": 0.0, "lars_adapt": False}],
+               lr=0.1, momentum=0.9, weight_decay=0.01, eta=0.001)
+    w.grad = torch.tensor([0.6, 0.8])
+    b.grad = torch.tensor([2.0])
+    opt.step()
+    g = torch.tensor([0.6, 0.8]) + 0.01 * torch.tensor([3.0, 4.0])  # g' = g + wd w
+    trust = 0.001 * 5.0 / g.norm()
+    torch.testing.assert_close(w.detach(), torch.tensor([3.0, 4.0]) - 0.1 * trust * g)
+    torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 2.0]))  # plain SGD, no wd
+    # second step uses momentum: v = 0.9 v + g''
+    w.grad = torch.tensor([0.6, 0.8])
+    b.grad = torch.tensor([2.0])
+    opt.step()
+    torch.testing.assert_close(b.detach(), torch.tensor([0.8 - 0.1 * (0.9 * 2.0 + 2.0)]))
+
+
+def test_bias_and_norm_are_excluded_from_decay_and_adaptation() -> None:
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2, bias=False))
+    groups = param_groups(model, OptimizerConfig())
+    assert [p.shape for p in groups[0]["params"]] == [torch.Size([3, 4]), torch.Size([2, 3])]
+    assert len(groups[1]["params"]) == 3 and groups[1]["weight_decay"] == 0.0 and not groups[1]["lars_adapt"]
+    for name in ("sgd", "adamw", "lars"):
+        opt = build_optimizer(model, OptimizerConfig(name=name, weight_decay=0.1), 0.5)  # type: ignore[arg-type]
+        assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+
+
+@pytest.fixture
+def prepared(idx_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    write(read(DataConfig(source=str(idx_dir), max_train=256, max_test=64), tmp_path, seed=0), tmp_path / "prep")
+    return load_prepared(tmp_path / "prep")
+
+
+class CrashAtEpoch(L.Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_interrupted_training_resumes_to_the_same_weights(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = parse_method(tiny_method(epochs=3), "m")
+    straight = fit(cfg, prepared, tmp_path / "a")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(cfg, prepared, tmp_path / "b", extra_callbacks=[CrashAtEpoch(2)])
+    assert (tmp_path / "b" / "last.ckpt").is_file()
+    ckpt = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and "csl" in ckpt  # two epochs done, augmentation RNG saved
+    resumed = fit(cfg, prepared, tmp_path / "b")
+    assert resumed.summary["resumed_from"] == str(tmp_path / "b" / "last.ckpt")
+    assert [r["epoch"] for r in resumed.history] == [0.0, 1.0, 2.0]
+    for k, v in straight.encoder_state.items():
+        torch.testing.assert_close(resumed.encoder_state[k], v, msg=f"{k} differs after resume")
+    assert resumed.history[-1]["loss"] == pytest.approx(straight.history[-1]["loss"], rel=1e-5)
+
+
+class PoisonWeights(L.Callback):
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            with torch.no_grad():
+                for p in pl_module.parameters():
+                    p.fill_(float("nan"))
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = parse_method(tiny_method(epochs=3), "m")
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1.*last good checkpoint is kept"):
+        fit(cfg, prepared, tmp_path / "c", extra_callbacks=[PoisonWeights()])
+    ckpt = torch.load(tmp_path / "c" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_training_changes_the_encoder(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from csl.train.build import build_method
+
+    cfg = parse_method(tiny_method(epochs=1), "m")
+    torch.manual_seed(0)
+    L.seed_everything(0, verbose=False)
+    init = {k: v.clone() for k, v in build_method(cfg, prepared.meta).encoder.state_dict().items()}
+    out = fit(cfg, prepared, tmp_path / "d")
+    assert math.isfinite(out.history[0]["loss"])
+    changed = [k for k in init if init[k].is_floating_point() and not torch.equal(init[k], out.encoder_state[k])]
+    assert len(changed) > len(init) // 2
+    assert out.summary["steps"] == 256 // 64 and out.summary["global_batch"] == 64
