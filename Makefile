@@ -24,6 +24,7 @@ run: setup data
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/csl run
 
 test: setup
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 clean-outputs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import pickle
@@ -17,7 +16,7 @@ from csl.data import DataConfig, load, read, write
 from csl.data import fashion_mnist
 from csl.data.idx import read_idx
 from csl.errors import DataError
-from conftest import digits_images, make_idx_dir, write_idx
+from conftest import digits_images, write_idx
 
 
 def test_idx_round_trip(tmp_path: Path) -> None:

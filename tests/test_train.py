@@ -8,7 +8,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from csl.data import DataConfig, read, write

@@ -12,6 +12,7 @@ import contextlib
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -139,7 +140,9 @@ class Recorder:
 
         digest = (md5 or meta["content_hash"])[:36]
         try:
-            source = resolve_dataset_source(str(Path(path).resolve()))
+            with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local
+                warnings.simplefilter("ignore")
+                source = resolve_dataset_source(str(Path(path).resolve()))
         except Exception:
             source = None
         ds = MetaDataset(source=source, name=f"{meta['name']}-prepared", digest=digest) if source else None

@@ -31,17 +31,20 @@ def accuracy_chart(rows: list[dict[str, Any]], path: Path) -> None:
     series = [("linear_top1", "linear (pretrained)"), ("random_linear_top1", "linear (random init)"),
               ("knn_top1", "kNN (pretrained)"), ("random_knn_top1", "kNN (random init)")]
     x = np.arange(len(names))
-    width = 0.2
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
+    width = 0.18
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    lowest = 100.0
     for i, (key, label) in enumerate(series):
         vals = [100 * r.get(key, float("nan")) for r in rows]
+        lowest = min([lowest, *[v for v in vals if v == v]])
         bars = ax.bar(x + (i - 1.5) * width, vals, width, label=label)
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks(x, names)
+    ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylabel("test top-1 (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Accuracy: pretrained vs random-init encoder")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(max(0.0, 10 * np.floor(lowest / 10) - 10), 100)  # zoom in so the margin is visible
+    ax.set_title("Accuracy: pretrained vs random-init encoder", pad=28)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -13,4 +13,4 @@ class EpochCheckpoint(L.Callback):
         self.path = Path(directory) / "last.ckpt"
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, loops, RNG

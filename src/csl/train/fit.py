@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -105,7 +104,8 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     last = ckpt_dir / "last.ckpt"
     resume = str(last) if last.is_file() else None
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=train_loader(data.train.images, t.batch_size, t.seed), ckpt_path=resume)
+    trainer.fit(module, train_dataloaders=train_loader(data.train.images, t.batch_size, t.seed), ckpt_path=resume,
+                weights_only=True)
     wall = time.perf_counter() - start
     rows = history.rows
     # images/s over all epochs of this training (resumed epochs included), time-weighted

@@ -10,6 +10,11 @@ import lightning as L
 MetricSink = Callable[[dict[str, float], int], None]
 
 
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
 class EpochHistory(L.Callback):
     """Records one row per epoch and passes it to ``sink(metrics, epoch)`` on rank 0."""
 
@@ -35,6 +40,12 @@ class EpochHistory(L.Callback):
             "images_per_s": steps * self.global_batch / seconds if seconds > 0 else 0.0,
         }
         self.rows.append(row)
+        done = trainer.current_epoch + 1
+        left = (trainer.max_epochs or done) - done
+        pl_module.print(
+            f"epoch {done}/{trainer.max_epochs}: loss {row['loss']:.4f}, {row['images_per_s']:.0f} images/s, "
+            f"{seconds:.0f} s/epoch, about {_duration(left * seconds)} left"
+        )
         if self.sink is not None and trainer.is_global_zero:
             self.sink({k: v for k, v in row.items() if k != "epoch"}, trainer.current_epoch)
 
