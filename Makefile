@@ -1,7 +1,11 @@
 # Quick start:  make run   (set up + the default pipeline)   |   make test   (set up + tests)
 # Both are safe to repeat: the install reruns only when the pins change, and the
 # pipeline only reruns the stages whose inputs changed (DVC).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
+# this machine's pip config lists local package folders that may be absent: hide that noise
+QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.csl-installed
@@ -11,8 +15,9 @@ STAMP  := $(VENV)/.csl-installed
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "csl needs Python >= 3.11"'
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	@echo "installing pinned dependencies into $(VENV) (first time: a few minutes) ..."
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock 2>&1 | { $(QUIET_PIP); }
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | { $(QUIET_PIP); }
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -13,7 +13,7 @@ from csl.io import atomic_dir
 from csl.params import Params
 from csl.report import plots
 from csl.report.render import html_page, markdown
-from csl.stages.layout import Layout
+from csl.stages.layout import PREPARED, Layout
 
 
 def _read_json(path: Path) -> Any:
@@ -37,7 +37,7 @@ def collect(params: Params, project: Path) -> tuple[list[dict[str, Any]], dict[s
     return rows, histories
 
 
-def report(params: Params, project: Path) -> list[dict[str, Any]]:
+def report(params: Params, project: Path, lineage: list[str] | None = None) -> list[dict[str, Any]]:
     """Pure stage: results of all variants -> ``reports/`` (written atomically)."""
     layout = Layout(project, params)
     meta = csl_data.load(layout.prepared).meta
@@ -59,6 +59,7 @@ def report(params: Params, project: Path) -> list[dict[str, Any]]:
             f"Evaluation protocol {params.eval.linear.epochs}-epoch linear probe on frozen standardized features; "
             f"weighted kNN k={params.eval.knn.k}, T={params.eval.knn.temperature}. Random init = same "
             "architecture, untrained.",
+            *(lineage or []),
         ]
         (tmp / "report.md").write_text(markdown(title, rows, figures, notes))
         (tmp / "report.html").write_text(html_page(title, rows, figures, notes, tmp))
@@ -72,7 +73,12 @@ def main(params: Params, project: Path) -> None:
     layout = Layout(project, params)
     with tracking.stage_run(project, params.tracking.experiment, "report") as rec:
         rec.params({"variants": ",".join(params.variants)})
-        rows = report(params, project)
+        commit, dirty = tracking.git_commit(project)
+        md5 = tracking.dvc_out_md5(project, PREPARED)
+        lineage = [f"Code: git commit {commit}{' (with uncommitted changes)' if dirty else ''}. "
+                   f"Prepared data: DVC md5 {md5 or 'not yet recorded in dvc.lock'}. "
+                   f"MLflow store: {tracking.tracking_uri(project)}, experiment '{params.tracking.experiment}'."]
+        rows = report(params, project, lineage)
         for r in rows:
             rec.metrics({f"{r['variant']}.{k}": r[k] for k in ("linear_top1", "knn_top1") if k in r})
         rec.artifact(layout.reports, "report")
