@@ -30,6 +30,7 @@ run: setup data
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
 	$(BIN)/python -m pytest -q
 
 clean-outputs:

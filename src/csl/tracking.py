@@ -145,7 +145,7 @@ class Recorder:
                 source = resolve_dataset_source(str(Path(path).resolve()))
         except Exception:
             source = None
-        ds = MetaDataset(source=source, name=f"{meta['name']}-prepared", digest=digest) if source else None
+        ds = MetaDataset(source=source, name=f"{meta['name']}-prepared", digest=digest) if source else None  # type: ignore[abstract]
         if ds is not None:
             mlflow.log_input(ds, context="training")
         self.tags({"csl.data.dvc_md5": md5 or "untracked", "csl.data.content_hash": meta["content_hash"],

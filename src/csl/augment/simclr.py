@@ -54,6 +54,9 @@ class SimCLRAugmentConfig:
 class MultiViewAugment(torch.nn.Module):
     """``uint8 (N, C, H, W) -> [float (N, C, S, S)] * views``; no parameters, no state."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, specs: list[ViewSpec], mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
         self.specs = specs

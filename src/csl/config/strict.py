@@ -62,7 +62,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         _, vt = get_args(tp) or (str, Any)
         return {str(k): _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        return parse(tp, value, path)
+        return parse(tp, value, path)  # type: ignore[arg-type]
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"'{path}' must be true or false, got {value!r}")

@@ -66,7 +66,7 @@ def _decode(src: _Source, files: list[PurePosixPath], mode: str, size: tuple[int
         if size is None:
             size = img.size
         if img.size != size:
-            img = img.resize(size, Image.BILINEAR)
+            img = img.resize(size, Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.uint8)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if out is None:

@@ -17,6 +17,9 @@ class FeatureExtractor(nn.Module):
     """Images in, embeddings out: ``uint8 (N, C, H, W)`` (or float in [0, 1]) -> ``(N, D)``,
     normalized with the mean/std of the dataset the encoder was trained on."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, encoder: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.encoder = encoder

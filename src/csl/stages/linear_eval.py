@@ -40,7 +40,7 @@ def linear_eval(params: Params, variant: str, project: Path) -> dict[str, Any]:
     emap = embedding_map(test_features, torch.as_tensor(data.test.labels), cfg.map, cfg.seed)
     out = layout.eval_dir(variant)
     buf = io.BytesIO()
-    np.savez(buf, **emap)
+    np.savez(buf, xy=emap["xy"], labels=emap["labels"])
     atomic_write_bytes(out / "embedding_map.npz", buf.getvalue())
     atomic_write_json(out / "protocol.json", protocol_record(cfg))
     atomic_write_json(out / "metrics.json", metrics)  # last: its presence means the stage completed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -44,7 +44,8 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
 
-def _stack(batch: torch.Tensor) -> torch.Tensor:
+def _stack(batch: Any) -> Any:
+    """``__getitems__`` already returns the stacked batch."""
     return batch
 
 

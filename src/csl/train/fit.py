@@ -126,5 +126,6 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         "precision": resolve_precision(t.precision, t.accelerator),
         "processes": world,
     }
-    state = {k: v.detach().cpu().contiguous() for k, v in module.method.encoder.state_dict().items()}
+    encoder: torch.nn.Module = module.method.encoder  # type: ignore[assignment]
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     return FitResult(state, rows, summary)

@@ -49,7 +49,7 @@ class PretrainModule(L.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         assert self.generator is not None
-        out = self.method.training_loss(batch, self.generator)
+        out = self.method.training_loss(batch, self.generator)  # type: ignore[operator]
         loss = out["loss"]
         if not torch.isfinite(loss.detach()):
             raise NonFiniteLossError(
@@ -58,7 +58,9 @@ class PretrainModule(L.LightningModule):
                 "or use train.precision: 32-true"
             )
         self.log("loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=True)
+        opt = self.optimizers()
+        assert not isinstance(opt, list)
+        self.log("lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def configure_optimizers(self) -> Any:

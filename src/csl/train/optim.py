@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -46,13 +46,14 @@ def effective_lr(cfg: OptimizerConfig, global_batch: int) -> float:
     return cfg.lr
 
 
-def param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict]:
-    decay, no_decay = [], []
+def param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict[str, Any]]:
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue
         (no_decay if cfg.exclude_bias_and_norm and p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay}]
+    groups: list[dict[str, Any]] = [{"params": decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0, "lars_adapt": False})
     return groups
