@@ -56,6 +56,16 @@ def test_recipe_builds_two_views() -> None:
     assert not torch.equal(views[0], views[1])
 
 
+def test_views_stay_fp32_under_autocast() -> None:
+    s = parse_spec(AUGMENTATIONS, "augmentation", {"name": "simclr", "blur_p": 1.0}, "augment")
+    aug = build(AUGMENTATIONS, s, image_size=16, mean=ZERO, std=ONE)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        views = aug(images(4), gen())
+    reference = aug(images(4), gen())
+    assert all(v.dtype == torch.float32 for v in views)
+    torch.testing.assert_close(views[0], reference[0], atol=0, rtol=0)
+
+
 def test_deterministic_under_a_seed() -> None:
     x = images()
     a = make_view(x, spec(), ZERO, ONE, gen(7))

@@ -64,7 +64,9 @@ class MultiViewAugment(torch.nn.Module):
         self.register_buffer("std", std.float(), persistent=False)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        return [make_view(images, s, self.mean, self.std, generator) for s in self.specs]
+        # augmentation is image processing, not model compute: keep it in fp32 under autocast
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            return [make_view(images, s, self.mean, self.std, generator) for s in self.specs]
 
 
 def build_simclr_augment(

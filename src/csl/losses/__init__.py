@@ -1,8 +1,9 @@
 """Part 5 of the framework: losses, as pure functions of tensors.
 
-Each function documents its paper, formula and tensor shapes. :data:`LOSSES` maps the
-names used in params.yaml to a typed config and a builder that returns a callable
-``(z_a, z_b, similarity) -> scalar``.
+Each function documents its paper, formula and tensor shapes, and computes in fp32 whatever
+the input precision. :data:`LOSSES` maps the names used in params.yaml to a typed config and
+a builder that returns a callable ``(z_a, z_b, similarity) -> scalar``; the other functions
+here are composed by methods as they are added.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from typing import Any, Callable
 
 import torch
 
+from csl.losses.barlow_twins import barlow_twins
+from csl.losses.dino import dino_loss
+from csl.losses.info_nce import info_nce
+from csl.losses.negative_cosine import byol_loss, negative_cosine
 from csl.losses.nt_xent import nt_xent
+from csl.losses.swav import sinkhorn, swav_loss
 from csl.registry import Entry
 
 
@@ -40,4 +46,5 @@ LOSSES: dict[str, Entry] = {
     "nt_xent": Entry(NTXentConfig, _build_nt_xent, "SimCLR's normalized temperature-scaled cross-entropy"),
 }
 
-__all__ = ["nt_xent", "LOSSES", "NTXentConfig"]
+__all__ = ["nt_xent", "info_nce", "negative_cosine", "byol_loss", "barlow_twins", "sinkhorn", "swav_loss",
+           "dino_loss", "LOSSES", "NTXentConfig"]
