@@ -76,13 +76,13 @@ def test_int_is_accepted_for_float() -> None:
 def test_unknown_method_lists_valid_names() -> None:
     r = raw()
     r["methods"]["simclr-tiny"]["method"] = "simclrr"
-    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: simclr"):
+    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, simclr, simsiam"):
         parse_params(r)
 
 
 @pytest.mark.parametrize("part,kind,valid", [
     ("encoder", "encoder", "resnet, small_cnn"),
-    ("loss", "loss", "nt_xent"),
+    ("loss", "loss", "barlow_twins, byol, negative_cosine, nt_xent"),
     ("augment", "augmentation", "simclr"),
     ("extract", "extractor", "identity, mlp_projection"),
     ("similarity", "similarity", "cosine, dot"),

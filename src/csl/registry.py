@@ -17,11 +17,18 @@ from csl.errors import ConfigError, UnknownNameError
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered component: its config dataclass, its constructor and a summary."""
+    """One registered component: its config dataclass, its constructor and a summary.
+
+    ``kind`` classifies a loss by the call it expects (``contrastive``: ``(z_a, z_b,
+    similarity)``; ``predictive``: ``(prediction, target)``; ``redundancy``: ``(z_a, z_b)``);
+    ``accepts`` lists the loss kinds a method can compose with.
+    """
 
     config: type
     build: Callable[..., Any]
     summary: str
+    kind: str = ""
+    accepts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from csl.extract.projection import ProjectionConfig, ProjectionHead, build_projection
+from csl.extract.projection import PredictorConfig, ProjectionConfig, ProjectionHead, build_predictor, build_projection
 from csl.registry import Entry
 
 
@@ -20,4 +20,4 @@ EXTRACTORS: dict[str, Entry] = {
     "identity": Entry(IdentityConfig, lambda cfg, in_dim: nn.Identity(), "use the representation as is"),
 }
 
-__all__ = ["EXTRACTORS", "ProjectionHead", "ProjectionConfig"]
+__all__ = ["EXTRACTORS", "ProjectionHead", "ProjectionConfig", "PredictorConfig", "build_predictor"]

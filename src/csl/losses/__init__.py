@@ -42,8 +42,36 @@ def _build_nt_xent(cfg: NTXentConfig) -> Callable[..., torch.Tensor]:
     return loss
 
 
+@dataclass(frozen=True)
+class NoLossParams:
+    """This loss takes no parameters."""
+
+
+@dataclass(frozen=True)
+class BarlowTwinsConfig:
+    """lambda = 5e-3 (arXiv 2103.03230, Sec. 4, with an 8192-d projector); ``scale`` multiplies
+    the loss (solo-learn uses 0.1 on CIFAR)."""
+
+    lambda_offdiag: float = 5e-3
+    scale: float = 1.0
+
+
+def _build_barlow(cfg: BarlowTwinsConfig) -> Callable[..., torch.Tensor]:
+    def loss(z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        return cfg.scale * barlow_twins(z_a, z_b, cfg.lambda_offdiag)
+
+    return loss
+
+
 LOSSES: dict[str, Entry] = {
-    "nt_xent": Entry(NTXentConfig, _build_nt_xent, "SimCLR's normalized temperature-scaled cross-entropy"),
+    "nt_xent": Entry(NTXentConfig, _build_nt_xent, "SimCLR's normalized temperature-scaled cross-entropy",
+                     kind="contrastive"),
+    "byol": Entry(NoLossParams, lambda cfg: byol_loss, "BYOL's normalized MSE, 2 - 2 cos(p, sg(z))",
+                  kind="predictive"),
+    "negative_cosine": Entry(NoLossParams, lambda cfg: negative_cosine, "SimSiam's -cos(p, sg(z))",
+                             kind="predictive"),
+    "barlow_twins": Entry(BarlowTwinsConfig, _build_barlow, "Barlow Twins' cross-correlation loss",
+                          kind="redundancy"),
 }
 
 __all__ = ["nt_xent", "info_nce", "negative_cosine", "byol_loss", "barlow_twins", "sinkhorn", "swav_loss",

@@ -11,7 +11,7 @@ from csl.encoders import ENCODERS
 from csl.errors import ConfigError
 from csl.extract import EXTRACTORS
 from csl.losses import LOSSES
-from csl.registry import Entry, Spec, lookup, parse_spec
+from csl.registry import Entry, Spec, parse_spec
 from csl.similarity import SIMILARITIES
 from csl.train.config import TrainConfig
 from csl.train.optim import OptimizerConfig
@@ -35,9 +35,11 @@ class _TrainingSections:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """``method`` names the composition; ``parts`` holds the five resolved components."""
+    """``method`` names the composition (with its own settings in ``method_params``);
+    ``parts`` holds the five resolved components."""
 
     method: str
+    method_params: Any
     parts: dict[str, Spec]
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
@@ -45,7 +47,7 @@ class MethodConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "method": self.method,
+            "method": {"name": self.method, **to_dict(self.method_params)},
             **{k: v.as_dict() for k, v in self.parts.items()},
             "optimizer": to_dict(self.optimizer),
             "schedule": to_dict(self.schedule),
@@ -60,12 +62,25 @@ def parse_method(raw: Any, path: str) -> MethodConfig:
         raise ConfigError(f"'{path}' must be a mapping, got {raw!r}")
     if "method" not in raw:
         raise ConfigError(f"missing required key '{path}.method'; valid methods: {', '.join(sorted(METHODS))}")
-    lookup(METHODS, "method", raw["method"], f"{path}.method")
+    method = parse_spec(METHODS, "method", raw["method"], f"{path}.method")
     missing = [k for k in PART_TABLES if k not in raw]
     if missing:
         raise ConfigError(f"missing required key '{path}.{missing[0]}' (a method declares all five parts: "
                           f"{', '.join(PART_TABLES)})")
     parts = {k: parse_spec(table, kind, raw[k], f"{path}.{k}") for k, (kind, table) in PART_TABLES.items()}
+    _check_loss(method.name, parts["loss"].name, path)
     rest = {k: v for k, v in raw.items() if k not in PART_TABLES and k != "method"}
     sections = parse(_TrainingSections, rest, path)
-    return MethodConfig(raw["method"], parts, sections.optimizer, sections.schedule, sections.train)
+    return MethodConfig(method.name, method.config, parts, sections.optimizer, sections.schedule, sections.train)
+
+
+def _check_loss(method: str, loss: str, path: str) -> None:
+    """A method composes only with losses whose call it makes (fails at config time)."""
+    from csl.methods import METHODS
+
+    accepts = METHODS[method].accepts
+    kind = LOSSES[loss].kind
+    if kind not in accepts:
+        fits = sorted(n for n, e in LOSSES.items() if e.kind in accepts)
+        raise ConfigError(f"'{path}.loss': method '{method}' cannot use loss '{loss}' (a {kind} loss); "
+                          f"it takes {' or '.join(accepts)} losses: {', '.join(fits)}")

@@ -7,11 +7,19 @@ the wiring: every part is chosen in params.yaml.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from csl.methods.views import embed_views
+
+
+@dataclass(frozen=True)
+class SimCLRConfig:
+    """SimCLR has no settings beyond its parts."""
 
 
 class SimCLR(nn.Module):
@@ -36,18 +44,12 @@ class SimCLR(nn.Module):
 
     def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``images``: uint8 ``(N, C, H, W)`` on the training device -> ``{"loss": scalar}``."""
-        views = self.augment(images, generator)  # V x (N, C, S, S)
-        n = images.shape[0]
-        x = torch.cat(views)  # x: (V*N) x C x S x S, one pass through encoder and BN
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        z = self.head(self.encoder(x)).float()  # z: (V*N) x D, loss in fp32
-        zs = z.split(n)
+        zs = embed_views(self.augment(images, generator), self.encoder, self.head, self.channels_last)
         pairs = list(combinations(range(len(zs)), 2))
         loss = sum(self.loss_fn(zs[a], zs[b], self.similarity) for a, b in pairs) / len(pairs)
         return {"loss": loss}  # type: ignore[dict-item]
 
 
-def build_simclr(parts: dict[str, Any], channels_last: bool) -> SimCLR:
+def build_simclr(cfg: SimCLRConfig, parts: dict[str, Any], channels_last: bool) -> SimCLR:
     return SimCLR(parts["augment"], parts["encoder"], parts["extract"], parts["similarity"],
                   parts["loss"], channels_last)

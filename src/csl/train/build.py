@@ -34,8 +34,9 @@ def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> nn.Module:
         "extract": build(EXTRACTORS, cfg.parts["extract"], in_dim=encoder.out_dim),
         "similarity": build(SIMILARITIES, cfg.parts["similarity"]),
         "loss": build(LOSSES, cfg.parts["loss"]),
+        "loss_kind": LOSSES[cfg.parts["loss"].name].kind,
     }
-    method = METHODS[cfg.method].build(parts, channels_last=cfg.train.channels_last)
+    method = METHODS[cfg.method].build(cfg.method_params, parts, channels_last=cfg.train.channels_last)
     if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)
     return method

@@ -63,6 +63,15 @@ class PretrainModule(L.LightningModule):
         self.log("lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the optimizer step: update explicit method state (EMA targets) with the
+        step-indexed schedule value the method computes from ``(step, total_steps)``."""
+        after_step = getattr(self.method, "after_step", None)
+        if callable(after_step):
+            values = after_step(self.global_step - 1, self.total_steps)
+            for k, v in values.items():
+                self.log(k, v, on_step=True, on_epoch=False)
+
     def configure_optimizers(self) -> Any:
         opt = build_optimizer(self.method, self.opt_cfg, self.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(

@@ -37,3 +37,11 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction
     decay_steps = max(1, total_steps - warmup_steps - 1)
     t = min(1.0, (step - warmup_steps) / decay_steps)
     return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
+    """EMA momentum increased from ``base`` to ``final`` with a cosine over training:
+    ``final - (final - base) * (cos(pi k / K) + 1) / 2`` (BYOL, arXiv 2006.07733, Sec. 3.2:
+    ``tau = 1 - (1 - tau_base)(cos(pi k/K) + 1)/2`` with ``tau_base = 0.996``)."""
+    k = min(max(step, 0), total_steps)
+    return final - (final - base) * (math.cos(math.pi * k / max(1, total_steps)) + 1) / 2
