@@ -70,3 +70,24 @@ def test_dvc_md5_is_read_from_the_lock(tmp_path: Path) -> None:
         "      hash: md5\n      md5: 0123456789abcdef0123456789abcdef.dir\n")
     assert tracking.dvc_out_md5(tmp_path, "data/prepared") == "0123456789abcdef0123456789abcdef.dir"
     assert tracking.dvc_out_md5(tmp_path, "other") is None
+
+
+def test_git_dirty_counts_code_and_params_not_pipeline_outputs(tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import csl_env
+
+    env = csl_env(tmp_path)
+    for name in ("params.yaml", "dvc.lock", "code.py"):
+        (tmp_path / name).write_text("a\n")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "metrics.json").write_text("{}\n")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True)
+    commit, dirty = tracking.git_commit(tmp_path)
+    assert len(commit) == 40 and not dirty
+    (tmp_path / "dvc.lock").write_text("b\n")
+    (tmp_path / "runs" / "metrics.json").write_text('{"x": 1}\n')
+    assert tracking.git_commit(tmp_path) == (commit, False)
+    (tmp_path / "params.yaml").write_text("b\n")
+    assert tracking.git_commit(tmp_path) == (commit, True)

@@ -71,13 +71,19 @@ def connect(project_dir: Path, experiment: str) -> str:
         raise TrackingError(f"cannot use the MLflow store {uri}: {e}") from None
 
 
+# files the pipeline itself rewrites: a change there does not make the code or params differ
+PIPELINE_OUTPUTS = ("dvc.lock", "runs", "reports", "data")
+
+
 def git_commit(project_dir: Path) -> tuple[str, bool]:
-    """``(commit, dirty)`` of the project's git checkout, or ``("unknown", False)``."""
+    """``(commit, dirty)`` of the project's git checkout, or ``("unknown", False)``. Dirty means
+    tracked code or parameters differ from the commit (pipeline outputs are not counted)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_dir,
-                                    capture_output=True, text=True, check=True).stdout.strip())
+        excludes = [f":(exclude){p}" for p in PIPELINE_OUTPUTS]
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes],
+                                    cwd=project_dir, capture_output=True, text=True, check=True).stdout.strip())
         return commit, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
