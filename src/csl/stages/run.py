@@ -7,6 +7,7 @@ reports nothing changed, nothing runs and no MLflow run is opened.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -15,7 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+from ruamel.yaml import YAML
+
 from csl.errors import CslError
+from csl.io import atomic_write_text
 from csl.params import load_params
 from csl.stages.layout import REPORTS
 
@@ -32,25 +37,17 @@ def dvc_command() -> list[str]:
 
 def write_overrides(params_path: Path, overrides: list[str]) -> None:
     """Apply validated overrides to params.yaml in place, keeping its comments."""
-    from ruamel.yaml import YAML
-
-    from csl.io import atomic_write_text
-
-    yaml = YAML()
-    doc = yaml.load(params_path.read_text())
-    import io
-
-    import yaml as pyyaml
-
+    roundtrip = YAML()  # ruamel keeps comments and order, as DVC's own params edits do
+    doc = roundtrip.load(params_path.read_text())
     for item in overrides:
         key, raw = item.split("=", 1)
         node = doc
         parts = key.split(".")
         for p in parts[:-1]:
             node = node[p]
-        node[parts[-1]] = pyyaml.safe_load(raw)
+        node[parts[-1]] = yaml.safe_load(raw)
     buf = io.StringIO()
-    yaml.dump(doc, buf)
+    roundtrip.dump(doc, buf)
     atomic_write_text(params_path, buf.getvalue())
 
 
