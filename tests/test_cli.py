@@ -67,3 +67,20 @@ def test_unreachable_tracking_server_exits_2(project: Path) -> None:
     env["CSL_TRACKING_RETRIES"] = "1"
     out = csl("prepare", cwd=project, env=env)
     assert out.returncode == 2 and "is unreachable" in out.stderr
+
+
+def test_methods_listing_and_show(project: Path) -> None:
+    from csl.methods import METHODS
+
+    out = csl("methods", cwd=project)
+    assert out.returncode == 0
+    for name in METHODS:
+        assert name in out.stdout
+    assert "simclr-tiny          simclr: simclr | small_cnn | mlp_projection | cosine | nt_xent" in out.stdout
+    show = csl("methods", "show", "byol", cwd=project)
+    doc = yaml.safe_load(show.stdout)
+    assert doc["defaults"]["momentum_base"] == 0.996 and "nt_xent" in doc["accepts_losses"]
+    variant = yaml.safe_load(csl("methods", "show", "simclr-tiny", cwd=project).stdout)
+    assert variant["simclr-tiny"]["loss"] == {"name": "nt_xent", "temperature": 0.5}
+    bad = csl("methods", "show", "nope", cwd=project)
+    assert bad.returncode == 2 and "valid names: barlow_twins, byol, simclr, simsiam" in bad.stderr

@@ -14,6 +14,8 @@ EPILOG = """examples:
   csl pretrain --variant simclr-small methods.simclr-small.train.epochs=2
   csl linear-eval --variant simclr-small
   csl params                                # print the resolved parameters
+  csl methods                               # registered methods, components, and the variants here
+  csl methods show byol                     # a method's defaults and the losses it takes
 """
 
 
@@ -42,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     r = add("run", "run the whole pipeline through DVC (only what changed) under one MLflow parent run")
     r.add_argument("--force", action="store_true", help="rerun every stage")
     add("params", "print the fully resolved parameters as YAML")
+    m = sub.add_parser("methods", help="list methods, components and the variants in params.yaml",
+                       description="list methods, components and the variants in params.yaml; "
+                                   "'csl methods show NAME' prints a method's defaults or a variant's composition")
+    m.add_argument("action", nargs="?", choices=["show"], help="show one method or variant")
+    m.add_argument("name", nargs="?", help="method or variant name (with 'show')")
     return p
 
 
@@ -56,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
             from csl.stages import run
 
             run.run(project, params_path, args.overrides, force=args.force)
+            return 0
+        if args.command == "methods":
+            from csl import catalog
+            from csl.errors import ConfigError
+
+            variants = load_params(params_path).methods if params_path.is_file() else None
+            if args.action == "show":
+                if not args.name:
+                    raise ConfigError("usage: csl methods show NAME (a method or a variant in params.yaml)")
+                print(catalog.show(args.name, variants))
+            else:
+                print(catalog.listing(variants))
             return 0
         params = load_params(params_path, args.overrides)
         if args.command == "params":
