@@ -1,7 +1,7 @@
 """Datasets: sources (IDX, CIFAR pickles, ImageFolder dir/zip) and the prepared format."""
 
 from csl.data.config import DataConfig
-from csl.data.prepared import Prepared, load, write
+from csl.data.prepared import Prepared, load, read_meta, write
 from csl.data.sources import read
 
-__all__ = ["DataConfig", "Prepared", "load", "read", "write"]
+__all__ = ["DataConfig", "Prepared", "load", "read", "read_meta", "write"]

@@ -86,14 +86,19 @@ def write(raw: RawDataset, out: Path) -> dict[str, Any]:
     return meta
 
 
-def load(path: Path) -> Prepared:
-    """Load a prepared dataset; anything missing or inconsistent is a :class:`DataError`."""
+def read_meta(path: Path) -> dict[str, Any]:
+    """Only ``meta.json`` of a prepared dataset (no arrays are read)."""
     if not (path / "meta.json").is_file():
         raise DataError(f"no prepared dataset at {path}: run 'csl prepare' (or 'dvc repro prepare') first")
     try:
-        meta = json.loads((path / "meta.json").read_text())
+        return json.loads((path / "meta.json").read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{path / 'meta.json'} is corrupt ({e}); run 'csl prepare' again") from None
+
+
+def load(path: Path) -> Prepared:
+    """Load a prepared dataset; anything missing or inconsistent is a :class:`DataError`."""
+    meta = read_meta(path)
     splits = {}
     for name in ("train", "test"):
         arrays = []

@@ -53,7 +53,7 @@ def main(params: Params, project: Path, variant: str) -> None:
     layout = Layout(project, params)
     with tracking.stage_run(project, params.tracking.experiment, "linear-eval", variant) as rec:
         rec.params({"variant": variant, "eval": protocol_record(params.eval)})
-        meta = csl_data.load(layout.prepared).meta
+        meta = csl_data.read_meta(layout.prepared)
         rec.dataset(meta, str(layout.prepared), tracking.dvc_out_md5(project, PREPARED))
         metrics = linear_eval(params, variant, project)
         rec.metrics(metrics)

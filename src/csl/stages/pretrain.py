@@ -59,10 +59,10 @@ def main(params: Params, project: Path, variant: str) -> None:
     layout = Layout(project, params)
     with tracking.stage_run(project, params.tracking.experiment, "pretrain", variant) as rec:
         rec.params({"variant": variant, **cfg.as_dict()})
-        meta = csl_data.load(layout.prepared).meta
+        meta = csl_data.read_meta(layout.prepared)
         rec.dataset(meta, str(layout.prepared), tracking.dvc_out_md5(project, PREPARED))
         result = pretrain(params, variant, project, sink=rec.metrics)
-        rec.metrics({k: v for k, v in result.summary.items() if isinstance(v, (int, float)) and k != "pid"})
+        rec.metrics({k: v for k, v in result.summary.items() if isinstance(v, (int, float))})
         out = layout.pretrain_dir(variant)
         rec.artifact(out / "history.json")
         rec.artifact(out / "encoder.pt", "encoder")

@@ -40,7 +40,7 @@ def collect(params: Params, project: Path) -> tuple[list[dict[str, Any]], dict[s
 def report(params: Params, project: Path, lineage: list[str] | None = None) -> list[dict[str, Any]]:
     """Pure stage: results of all variants -> ``reports/`` (written atomically)."""
     layout = Layout(project, params)
-    meta = csl_data.load(layout.prepared).meta
+    meta = csl_data.read_meta(layout.prepared)
     rows, histories = collect(params, project)
     with atomic_dir(layout.reports) as tmp:
         figures = [("Pretraining loss", "loss_curves.png"), ("Test top-1 accuracy", "accuracy.png")]

@@ -70,6 +70,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     if t.limit_train_batches is not None:
         steps_per_epoch = min(steps_per_epoch, t.limit_train_batches)
     lr = effective_lr(cfg.optimizer, global_batch)
+    precision = resolve_precision(t.precision, t.accelerator)
     module = PretrainModule(
         build_method(cfg, data.meta), cfg.optimizer, cfg.schedule, lr,
         total_steps=steps_per_epoch * t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
@@ -88,7 +89,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        precision=resolve_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
         deterministic="warn" if t.deterministic else False,
         limit_train_batches=t.limit_train_batches,
         callbacks=callbacks,
@@ -123,7 +124,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         "pretrain_seconds": sum(r["epoch_seconds"] for r in rows),
         "wall_seconds_this_invocation": wall,
         "resumed_from": resume,
-        "precision": resolve_precision(t.precision, t.accelerator),
+        "precision": precision,
         "processes": world,
     }
     encoder: torch.nn.Module = module.method.encoder  # type: ignore[assignment]
