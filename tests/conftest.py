@@ -123,3 +123,13 @@ def make_dvc_project(tmp_path: Path, params: dict) -> tuple[Path, dict[str, str]
                 ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=p, env=env, check=True, capture_output=True)
     return p, env
+
+
+@pytest.fixture
+def prepared(idx_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A prepared dataset of 256 training and 64 test 16x16 digit images."""
+    from csl.data import DataConfig, read, write
+    from csl.data import load as load_prepared
+
+    write(read(DataConfig(source=str(idx_dir), max_train=256, max_test=64), tmp_path, seed=0), tmp_path / "prep")
+    return load_prepared(tmp_path / "prep")

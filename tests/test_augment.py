@@ -182,3 +182,25 @@ def test_jitter_factors_stay_in_range() -> None:
     f = out[:, 0, 0, 0] / (100 / 255)
     assert f.min() >= 0.6 - 1e-5 and f.max() <= 1.4 + 1e-5
     assert abs(f.mean() - 1.0) < 0.02 and abs(f.std() - 0.8 / math.sqrt(12)) < 0.02
+
+
+def test_translate_reflect_equals_the_per_image_reference() -> None:
+    """Every output is the input shifted by integers in [-t, t] with reflected borders
+    (lightning-bolts' RandomTranslateWithReflect for the same shift)."""
+    import numpy as np
+
+    from csl.augment.view import translate_reflect
+
+    x = torch.rand(12, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    on = torch.tensor([True] * 10 + [False] * 2)
+    out = translate_reflect(x, 3, on, torch.Generator().manual_seed(1))
+    shifts = set()
+    for i in range(12):
+        padded = np.pad(x[i].numpy(), ((0, 0), (3, 3), (3, 3)), mode="reflect")
+        found = [(dx, dy) for dx in range(-3, 4) for dy in range(-3, 4)
+                 if np.allclose(padded[:, 3 - dy:13 - dy, 3 - dx:13 - dx], out[i].numpy())]
+        assert found, f"sample {i} is not a reflected translation"
+        if not on[i]:
+            assert (0, 0) in found
+        shifts.add(found[0])
+    assert len(shifts) > 4  # shifts vary per sample

@@ -76,15 +76,15 @@ def test_int_is_accepted_for_float() -> None:
 def test_unknown_method_lists_valid_names() -> None:
     r = raw()
     r["methods"]["simclr-tiny"]["method"] = "simclrr"
-    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, simclr, simsiam"):
+    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, cpc, dim, dino, moco_v2, moco_v3, simclr, simsiam, swav"):
         parse_params(r)
 
 
 @pytest.mark.parametrize("part,kind,valid", [
-    ("encoder", "encoder", "resnet, small_cnn"),
-    ("loss", "loss", "barlow_twins, byol, negative_cosine, nt_xent"),
-    ("augment", "augmentation", "simclr"),
-    ("extract", "extractor", "identity, mlp_projection"),
+    ("encoder", "encoder", "amdim, patch_grid, resnet, small_cnn"),
+    ("loss", "loss", "amdim_nce, barlow_twins, byol, cpc_infonce, dino, info_nce, negative_cosine, nt_xent, swav"),
+    ("augment", "augmentation", "amdim, byol, cpc, dino, moco_v2, simclr, swav, views"),
+    ("extract", "extractor", "dino_head, identity, mlp_projection"),
     ("similarity", "similarity", "cosine, dot"),
 ])
 def test_unknown_component_lists_valid_names(part: str, kind: str, valid: str) -> None:

@@ -124,14 +124,14 @@ def test_sinkhorn_matches_the_papers_algorithm() -> None:
 def test_swav_swapped_prediction_and_gradients() -> None:
     a = torch.randn(16, 6, generator=g(10), requires_grad=True)
     b = torch.randn(16, 6, generator=g(11), requires_grad=True)
-    loss = swav_loss(a, b, temperature=0.1)
+    loss = swav_loss([a, b], temperature=0.1)
     qa, qb = sinkhorn(a.detach()), sinkhorn(b.detach())
     expected = -0.5 * ((qb * torch.log_softmax(a / 0.1, 1)).sum(1).mean() + (qa * torch.log_softmax(b / 0.1, 1)).sum(1).mean())
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     loss.backward()
     assert a.grad is not None and b.grad is not None and a.grad.abs().sum() > 0
     # swapping the views gives the same loss
-    assert swav_loss(b, a).item() == pytest.approx(swav_loss(a, b).item(), rel=1e-6)
+    assert swav_loss([b, a]).item() == pytest.approx(swav_loss([a, b]).item(), rel=1e-6)
 
 
 # --- DINO -----------------------------------------------------------------------------------

@@ -28,6 +28,21 @@ VARIANTS = {
                 "extract": {**PROJ, "layers": 3, "last_batch_norm": True}, "loss": {"name": "negative_cosine"}},
     "barlow_twins": {"method": "barlow_twins", "extract": {**PROJ, "layers": 3},
                      "loss": {"name": "barlow_twins", "lambda_offdiag": 5e-3}},
+    "moco_v2": {"method": {"name": "moco_v2", "queue_size": 128, "key_bn_groups": 2, "momentum_base": 0.9,
+                           "momentum_final": 0.9},
+                "augment": "moco_v2", "loss": {"name": "info_nce", "temperature": 0.2}},
+    "moco_v3": {"method": {"name": "moco_v3", "predictor": {"hidden_dim": 32}, "momentum_base": 0.9},
+                "augment": "byol", "loss": {"name": "info_nce", "temperature": 1.0, "scale": 2.0}},
+    "swav": {"method": {"name": "swav", "prototypes": 10, "queue_length": 64, "queue_start_epoch": 0},
+             "augment": {"name": "swav", "local_crops": 2, "local_size": 8}, "loss": "swav"},
+    "dino": {"method": {"name": "dino", "momentum_base": 0.9},
+             "augment": {"name": "dino", "local_crops": 2, "local_size": 8},
+             "extract": {"name": "dino_head", "hidden_dim": 32, "bottleneck_dim": 8, "out_dim": 64}, "loss": "dino"},
+    "dim": {"method": {"name": "dim", "comparisons": [[1, 4], [4, 4]]}, "augment": "amdim", "similarity": "dot",
+            "loss": "amdim_nce"},
+    "cpc": {"method": {"name": "cpc", "prediction_steps": 2}, "augment": "cpc",
+            "encoder": {"name": "patch_grid", "patch": 8, "stride": 4, "backbone": {"name": "small_cnn", "widths": [8, 16]}},
+            "extract": "identity", "similarity": "dot", "loss": "cpc_infonce"},
 }
 META = {"shape": [1, 16, 16], "mean": [0.3], "std": [0.3]}
 
@@ -61,7 +76,7 @@ def test_one_training_step(name: str) -> None:
     for n, p in method.named_parameters():
         if n.startswith("target_"):
             assert p.grad is None and not p.requires_grad, n
-    grads = [p.grad for n, p in method.named_parameters() if not n.startswith("target_")]
+    grads = [p.grad for n, p in method.named_parameters() if not n.startswith("target_") and p.requires_grad]
     assert all(g is not None for g in grads)
     opt.step()
     after_step = getattr(method, "after_step", None)
@@ -115,3 +130,28 @@ def test_ema_update_covers_parameters_and_buffers() -> None:
     for k in ("0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean"):
         torch.testing.assert_close(new[k], 0.75 * old[k] + 0.25 * on[k])  # biases and BN included
     assert torch.equal(new["1.num_batches_tracked"], on["1.num_batches_tracked"])
+
+
+def test_amdim_encoder_scales_and_the_papers_comparisons() -> None:
+    """AMDIM's own composition at 28 px: 1-5, 1-7, 5-5 in both directions."""
+    raw = {**config("dim"), "method": {"name": "dim"}, "encoder": {"name": "amdim", "widths": [8, 8, 16, 16]}}
+    method = build_method(parse_method(raw, "methods.amdim"), {**META, "shape": [1, 28, 28]})
+    maps = method.encoder.feature_maps(torch.zeros(2, 1, 28, 28))
+    assert {s: tuple(m.shape[2:]) for s, m in maps.items()} == {7: (7, 7), 5: (5, 5), 1: (1, 1)}
+    assert method.encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 16)
+    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    loss = method.training_loss(images, torch.Generator().manual_seed(0))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in method.heads.parameters())
+
+
+def test_simclr_loss_with_byol_predictor_and_multicrop_is_configuration_only() -> None:
+    """A variant no paper has: NT-Xent over BYOL's predictor/target, with 2 global + 2 local crops."""
+    raw = {**config("byol"), "loss": {"name": "nt_xent", "temperature": 0.2},
+           "augment": {"name": "views", "groups": [{"count": 2, "crop_scale": [0.4, 1.0]},
+                                                   {"count": 2, "size": 8, "crop_scale": [0.1, 0.4]}]}}
+    method = build_method(parse_method(raw, "methods.novel"), META)
+    views = method.augment(torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8), torch.Generator())
+    assert [v.shape[-1] for v in views] == [16, 16, 8, 8]
+    loss, _, _ = one_step(method)  # type: ignore[misc]
+    assert torch.isfinite(loss) and loss.item() > 0

@@ -10,8 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from csl.data import DataConfig, read, write
-from csl.data import load as load_prepared
 from csl.errors import NonFiniteLossError
 from csl.methods.config import parse_method
 from csl.train.fit import fit
@@ -68,12 +66,6 @@ def test_bias_and_norm_are_excluded_from_decay_and_adaptation() -> None:
     for name in ("sgd", "adamw", "lars"):
         opt = build_optimizer(model, OptimizerConfig(name=name, weight_decay=0.1), 0.5)  # type: ignore[arg-type]
         assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
-
-
-@pytest.fixture
-def prepared(idx_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
-    write(read(DataConfig(source=str(idx_dir), max_train=256, max_test=64), tmp_path, seed=0), tmp_path / "prep")
-    return load_prepared(tmp_path / "prep")
 
 
 class CrashAtEpoch(L.Callback):

@@ -35,9 +35,10 @@ def listing(variants: dict[str, Any] | None) -> str:
     if variants:
         lines.append("")
         lines.append("Variants in params.yaml (method: augment | encoder | extract | similarity | loss):")
+        width = max(20, *(len(v) for v in variants))
         for v, cfg in variants.items():
             parts = " | ".join(cfg.parts[k].name for k in PART_TABLES)
-            lines.append(f"  {v:<20} {cfg.method}: {parts}")
+            lines.append(f"  {v:<{width}} {cfg.method}: {parts}")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from csl.errors import ConfigError, UnknownNameError
 class Entry:
     """One registered component: its config dataclass, its constructor and a summary.
 
-    ``kind`` classifies a loss by the call it expects (``contrastive``: ``(z_a, z_b,
+    ``kind`` classifies a loss by the call it expects (see :mod:`csl.losses`; e.g. ``contrastive``: ``(z_a, z_b,
     similarity)``; ``predictive``: ``(prediction, target)``; ``redundancy``: ``(z_a, z_b)``);
     ``accepts`` lists the loss kinds a method can compose with.
     """

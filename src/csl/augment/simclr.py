@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from csl.augment.view import ViewSpec, make_view
+from csl.augment.multiview import MultiViewAugment
+from csl.augment.view import ViewSpec
+from csl.augment.views import check_view_fields
 from csl.errors import ConfigError
 
 
@@ -34,39 +36,11 @@ class SimCLRAugmentConfig:
     views: int = 2
 
     def validate(self, path: str) -> None:
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ConfigError(f"'{path}.crop_scale' must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
-        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            raise ConfigError(f"'{path}.crop_ratio' must satisfy 0 < lo <= hi")
-        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
-            p = getattr(self, name)
-            if not 0 <= p <= 1:
-                raise ConfigError(f"'{path}.{name}' is a probability in [0, 1], got {p}")
+        check_view_fields(self, path)
         if self.strength < 0:
             raise ConfigError(f"'{path}.strength' must be >= 0, got {self.strength}")
         if self.views < 2:
             raise ConfigError(f"'{path}.views' must be at least 2, got {self.views}")
-        if self.size is not None and self.size < 8:
-            raise ConfigError(f"'{path}.size' must be at least 8 pixels, got {self.size}")
-
-
-class MultiViewAugment(torch.nn.Module):
-    """``uint8 (N, C, H, W) -> [float (N, C, S, S)] * views``; no parameters, no state."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, specs: list[ViewSpec], mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.specs = specs
-        self.register_buffer("mean", mean.float(), persistent=False)
-        self.register_buffer("std", std.float(), persistent=False)
-
-    def forward(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        # augmentation is image processing, not model compute: keep it in fp32 under autocast
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            return [make_view(images, s, self.mean, self.std, generator) for s in self.specs]
 
 
 def build_simclr_augment(

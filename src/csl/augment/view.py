@@ -33,6 +33,8 @@ class ViewSpec:
     blur_p: float
     blur_sigma: tuple[float, float]
     solarize_p: float
+    translate: int = 0
+    translate_p: float = 0.0
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
@@ -95,7 +97,24 @@ def make_view(
         x = torch.where(_bernoulli(n, spec.blur_p, g).view(-1, 1, 1, 1), blurred, x)
     if spec.solarize_p > 0:
         x = color.solarize(x, _bernoulli(n, spec.solarize_p, g))
+    if spec.translate > 0 and spec.translate_p > 0:
+        x = translate_reflect(x, spec.translate, _bernoulli(n, spec.translate_p, g), g)
     return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def translate_reflect(x: torch.Tensor, max_shift: int, on: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Shift each image by integers ``dx, dy`` uniform in ``[-max_shift, max_shift]`` (where ``on``),
+    filling the border by reflection: AMDIM's and CPC's ``RandomTranslateWithReflect``."""
+    n, _, height, width = x.shape
+    t = min(max_shift, height - 1, width - 1)
+    shift = torch.randint(-max_shift, max_shift + 1, (n, 2), device=g.device, generator=g).clamp(-t, t)
+    shift = shift * on.unsqueeze(1).to(shift.dtype)
+    padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")
+    rows = torch.arange(height, device=x.device).unsqueeze(0) + t - shift[:, 1:2]  # rows: N x H
+    cols = torch.arange(width, device=x.device).unsqueeze(0) + t - shift[:, 0:1]  # cols: N x W
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[batch, rows.unsqueeze(2), cols.unsqueeze(1)]  # N x H x W x C
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

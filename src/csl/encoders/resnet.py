@@ -36,9 +36,17 @@ class ResNetEncoder(nn.Module):
         self.out_dim = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net
+        # the input must survive the stem and four stages with at least one pixel per stride
+        self.min_input_size = 8 if cifar_stem else 32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def feature_maps(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """``{s: last map (N, D, s, s), 1: pooled (N, D, 1, 1)}`` for AMDIM-style comparisons."""
+        n = self.net
+        h = n.layer4(n.layer3(n.layer2(n.layer1(n.maxpool(n.relu(n.bn1(n.conv1(x))))))))
+        return {h.shape[-1]: h, 1: h.mean(dim=(2, 3), keepdim=True)}
 
 
 def build_resnet(cfg: ResNetConfig, in_channels: int) -> ResNetEncoder:

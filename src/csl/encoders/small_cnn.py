@@ -45,9 +45,15 @@ class SmallCNN(nn.Module):
             c = w
         self.features = nn.Sequential(*layers)
         self.out_dim = c
+        self.min_input_size = 2 ** (len(widths) - 1)  # the last stage still sees 2x2 pixels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))  # (N, C, h, w) -> (N, C)
+
+    def feature_maps(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """``{s: last map (N, C, s, s), 1: pooled (N, C, 1, 1)}`` for AMDIM-style comparisons."""
+        h = self.features(x)
+        return {h.shape[-1]: h, 1: h.mean(dim=(2, 3), keepdim=True)}
 
 
 def build_small_cnn(cfg: SmallCNNConfig, in_channels: int) -> SmallCNN:

@@ -2,8 +2,15 @@
 
 Each function documents its paper, formula and tensor shapes, and computes in fp32 whatever
 the input precision. :data:`LOSSES` maps the names used in params.yaml to a typed config and
-a builder that returns a callable ``(z_a, z_b, similarity) -> scalar``; the other functions
-here are composed by methods as they are added.
+a builder that returns a callable; its ``kind`` says which call a method makes:
+
+* ``contrastive``: ``(z_a, z_b, similarity)``; ``predictive``: ``(prediction, target)``;
+  ``redundancy``: ``(z_a, z_b)``;
+* ``key_contrastive``: ``(query, key, queue | None)`` (MoCo);
+* ``clustering``: ``(scores per view, assign views, queued scores)`` (SwAV);
+* ``distillation``: ``(student views, teacher views, centre, teacher temperature)`` (DINO);
+* ``feature_map``: ``(source (N, D), target (N, D, L))`` (AMDIM, YADIM);
+* ``predictive_coding``: ``(predictions per step, patch grid)`` (CPC).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from typing import Any, Callable
 
 import torch
 
+from csl.losses.amdim import amdim_nce
 from csl.losses.barlow_twins import barlow_twins
+from csl.losses.cpc import cpc_infonce
 from csl.losses.dino import dino_loss
 from csl.losses.info_nce import info_nce
 from csl.losses.negative_cosine import byol_loss, negative_cosine
@@ -63,6 +72,88 @@ def _build_barlow(cfg: BarlowTwinsConfig) -> Callable[..., torch.Tensor]:
     return loss
 
 
+@dataclass(frozen=True)
+class InfoNCEConfig:
+    """MoCo v2: ``temperature = 0.2`` (arXiv 2003.04297); MoCo v3 ResNet-50: ``1.0`` with
+    ``scale = 2 * temperature`` (arXiv 2104.02057, Alg. 1 ``ctr``: ``CE(q k^T / t) * 2t``)."""
+
+    temperature: float = 0.2
+    scale: float = 1.0
+
+    def validate(self, path: str) -> None:
+        from csl.errors import ConfigError
+
+        if self.temperature <= 0 or self.scale <= 0:
+            raise ConfigError(f"'{path}': temperature and scale must be > 0")
+
+
+def _build_info_nce(cfg: InfoNCEConfig) -> Callable[..., torch.Tensor]:
+    def loss(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None) -> torch.Tensor:
+        return cfg.scale * info_nce(query, key, queue, cfg.temperature)
+
+    return loss
+
+
+@dataclass(frozen=True)
+class SwAVLossConfig:
+    """SwAV (arXiv 2006.09882, Sec. 4 / App. A): ``tau = 0.1``, Sinkhorn ``epsilon = 0.05``
+    with 3 iterations."""
+
+    temperature: float = 0.1
+    epsilon: float = 0.05
+    sinkhorn_iterations: int = 3
+
+    def validate(self, path: str) -> None:
+        from csl.errors import ConfigError
+
+        if self.temperature <= 0 or self.epsilon <= 0 or self.sinkhorn_iterations < 1:
+            raise ConfigError(f"'{path}': temperature, epsilon > 0 and sinkhorn_iterations >= 1 required")
+
+
+def _build_swav(cfg: SwAVLossConfig) -> Callable[..., torch.Tensor]:
+    def loss(scores: list[torch.Tensor], assign: list[int], queued: list[torch.Tensor | None] | None) -> torch.Tensor:
+        return swav_loss(scores, cfg.temperature, cfg.epsilon, cfg.sinkhorn_iterations, assign, queued)
+
+    return loss
+
+
+@dataclass(frozen=True)
+class DINOLossConfig:
+    """DINO (arXiv 2104.14294, Sec. 3.1 / 4): student temperature 0.1; the teacher's
+    (warmed-up) temperature is the method's schedule."""
+
+    student_temperature: float = 0.1
+
+    def validate(self, path: str) -> None:
+        from csl.errors import ConfigError
+
+        if self.student_temperature <= 0:
+            raise ConfigError(f"'{path}.student_temperature' must be > 0")
+
+
+def _build_dino(cfg: DINOLossConfig) -> Callable[..., torch.Tensor]:
+    def loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: torch.Tensor,
+             teacher_temperature: float) -> torch.Tensor:
+        return dino_loss(student, teacher, center, cfg.student_temperature, teacher_temperature)
+
+    return loss
+
+
+@dataclass(frozen=True)
+class AMDIMNCEConfig:
+    """AMDIM (arXiv 1906.00910) code defaults: tanh clip 10, score penalty 0.05."""
+
+    clip: float = 10.0
+    reg_weight: float = 0.05
+
+
+def _build_amdim(cfg: AMDIMNCEConfig) -> Callable[..., torch.Tensor]:
+    def loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return amdim_nce(source, target, cfg.clip, cfg.reg_weight)
+
+    return loss
+
+
 LOSSES: dict[str, Entry] = {
     "nt_xent": Entry(NTXentConfig, _build_nt_xent, "SimCLR's normalized temperature-scaled cross-entropy",
                      kind="contrastive"),
@@ -72,7 +163,16 @@ LOSSES: dict[str, Entry] = {
                              kind="predictive"),
     "barlow_twins": Entry(BarlowTwinsConfig, _build_barlow, "Barlow Twins' cross-correlation loss",
                           kind="redundancy"),
+    "info_nce": Entry(InfoNCEConfig, _build_info_nce, "MoCo's InfoNCE: queue (v2) or in-batch (v3) negatives",
+                      kind="key_contrastive"),
+    "swav": Entry(SwAVLossConfig, _build_swav, "SwAV's swapped prediction of Sinkhorn codes", kind="clustering"),
+    "dino": Entry(DINOLossConfig, _build_dino, "DINO's centred, sharpened teacher-student cross-entropy",
+                  kind="distillation"),
+    "amdim_nce": Entry(AMDIMNCEConfig, _build_amdim, "AMDIM's NCE between feature-map locations, tanh-clipped",
+                       kind="feature_map"),
+    "cpc_infonce": Entry(NoLossParams, lambda cfg: cpc_infonce, "CPC's InfoNCE for patches below the context",
+                         kind="predictive_coding"),
 }
 
-__all__ = ["nt_xent", "info_nce", "negative_cosine", "byol_loss", "barlow_twins", "sinkhorn", "swav_loss",
+__all__ = ["nt_xent", "info_nce", "amdim_nce", "cpc_infonce", "negative_cosine", "byol_loss", "barlow_twins", "sinkhorn", "swav_loss",
            "dino_loss", "LOSSES", "NTXentConfig"]

@@ -1,5 +1,6 @@
-"""InfoNCE with a queue of negatives, as in MoCo (He et al., 2020, arXiv 1911.05722, Eq. 1;
-MoCo v2, Chen et al., 2020, arXiv 2003.04297)."""
+"""InfoNCE with momentum-encoder keys: MoCo v1/v2 with a queue of negatives (He et al., 2020,
+arXiv 1911.05722, Eq. 1; Chen et al., 2020, arXiv 2003.04297) and MoCo v3 with in-batch
+negatives (Chen et al., 2021, arXiv 2104.02057, Eq. 1)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,34 @@ import torch
 import torch.nn.functional as F
 
 
-def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
-    r"""MoCo's contrastive loss for ``N`` queries, their positive keys and ``K`` queued negatives.
+def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None = None,
+             temperature: float = 0.2) -> torch.Tensor:
+    r"""MoCo's contrastive loss for ``N`` queries and their positive keys,
 
     .. math::
         \mathcal{L}_q = -\log \frac{\exp(q \cdot k_+ / \tau)}
                                    {\exp(q \cdot k_+ / \tau) + \sum_{k_-} \exp(q \cdot k_- / \tau)}
 
-    averaged over the queries. ``q``, ``k`` and the queue are L2-normalized here. MoCo v1 uses
-    ``tau = 0.07`` and a 65,536-key queue; MoCo v2 ``tau = 0.2``. Keys come from the momentum
-    encoder: this function does not detach them, so pass ``key.detach()`` where the method has
-    no gradient through the key (it never flows into the queue, which holds past keys).
+    averaged over the queries. With a ``queue`` (MoCo v1/v2) the negatives ``k_-`` are the
+    ``K`` queued keys; with ``queue=None`` (MoCo v3) they are the other ``N - 1`` keys of the
+    batch, i.e. cross-entropy of ``q k^T / tau`` with the diagonal as targets. ``q``, ``k`` and
+    the queue are L2-normalized here. MoCo v1: ``tau = 0.07``, 65,536 keys; v2: ``tau = 0.2``;
+    v3 (ResNet-50): ``tau = 1.0`` and the loss is multiplied by ``2 tau``. Keys come from the
+    momentum encoder: pass ``key.detach()`` where the method has no gradient through the key.
 
     Args:
         query: ``(N, D)``; key: ``(N, D)``, row ``i`` the positive of ``query[i]``;
-        queue: ``(K, D)`` negatives (``K`` may be 0).
+        queue: ``(K, D)`` negatives (``K`` may be 0), or ``None`` for in-batch negatives.
 
     Returns:
         Scalar (fp32).
     """
     q = F.normalize(query.float(), dim=1)
     k = F.normalize(key.float(), dim=1)
+    if queue is None:
+        logits = q @ k.T / temperature  # logits: N x N, positives on the diagonal
+        targets = torch.arange(q.shape[0], device=q.device)
+        return F.cross_entropy(logits, targets)
     negatives = F.normalize(queue.float(), dim=1)
     pos = (q * k).sum(dim=1, keepdim=True)  # pos: N x 1
     neg = q @ negatives.T  # neg: N x K

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -32,26 +34,38 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
 
 
 def swav_loss(
-    scores_a: torch.Tensor,
-    scores_b: torch.Tensor,
+    scores: Sequence[torch.Tensor],
     temperature: float = 0.1,
     epsilon: float = 0.05,
     iterations: int = 3,
+    assign: Sequence[int] = (0, 1),
+    queued: Sequence[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
-    r"""Swapped prediction (Eq. 1-2): predict view B's code from view A's scores and vice versa,
+    r"""Swapped prediction over ``V`` views (Eq. 1-2 and the multi-crop form of Sec. 3.2):
 
     .. math::
-        \mathcal{L} = \tfrac12 \left[ \ell(z_a, q_b) + \ell(z_b, q_a) \right], \quad
-        \ell(z, q) = -\sum_k q^{(k)} \log \mathrm{softmax}(z^\top c / \tau)^{(k)}
+        \mathcal{L} = \frac{1}{|A|} \sum_{i \in A} \frac{1}{V - 1} \sum_{v \ne i} \ell(z_v, q_i),
+        \quad \ell(z, q) = -\sum_k q^{(k)} \log \mathrm{softmax}(z^\top c / \tau)^{(k)}
 
-    averaged over the batch; codes come from :func:`sinkhorn` without gradient. The paper uses
-    ``tau = 0.1``.
+    averaged over the batch. Codes ``q_i`` are computed only for the views in ``assign`` (the
+    global crops) with :func:`sinkhorn`, without gradient; every other view predicts them.
+    For two views this is ``(l(z_a, q_b) + l(z_b, q_a)) / 2``. With ``queued[i]`` (``(Q, K)``
+    scores of stored features of view ``i``), Sinkhorn runs over queue + batch and the batch's
+    rows are kept (the paper's queue for small batches). The paper: ``tau = 0.1``.
 
     Args:
-        scores_a, scores_b: ``(B, K)`` similarities of each view to the (normalized) prototypes.
+        scores: ``V x (B, K)``, similarities of each view to the normalized prototypes.
     """
-    q_a = sinkhorn(scores_a.detach(), epsilon, iterations)
-    q_b = sinkhorn(scores_b.detach(), epsilon, iterations)
-    log_p_a = F.log_softmax(scores_a.float() / temperature, dim=1)
-    log_p_b = F.log_softmax(scores_b.float() / temperature, dim=1)
-    return -0.5 * ((q_b * log_p_a).sum(1).mean() + (q_a * log_p_b).sum(1).mean())
+    total = torch.zeros((), device=scores[0].device)
+    logs = [F.log_softmax(s.float() / temperature, dim=1) for s in scores]
+    b = scores[0].shape[0]
+    for i in assign:
+        s = scores[i].detach()
+        extra = queued[i] if queued is not None else None
+        if extra is not None and extra.shape[0] > 0:
+            q = sinkhorn(torch.cat([extra.float(), s.float()]), epsilon, iterations)[-b:]
+        else:
+            q = sinkhorn(s, epsilon, iterations)
+        sub = sum((-(q * logs[v]).sum(dim=1)).mean() for v in range(len(scores)) if v != i)
+        total = total + sub / (len(scores) - 1)  # type: ignore[operator]
+    return total / len(assign)

@@ -71,6 +71,9 @@ def parse_method(raw: Any, path: str) -> MethodConfig:
     _check_loss(method.name, parts["loss"].name, path)
     rest = {k: v for k, v in raw.items() if k not in PART_TABLES and k != "method"}
     sections = parse(_TrainingSections, rest, path)
+    check = getattr(method.config, "check_composition", None)
+    if callable(check):  # cross-part rules a method states (queue vs batch size, encoder kind)
+        check(sections.train, parts, f"{path}.method")
     return MethodConfig(method.name, method.config, parts, sections.optimizer, sections.schedule, sections.train)
 
 

@@ -1,4 +1,4 @@
-"""Run every augmented view through one branch (encoder + head) in a single batched pass."""
+"""Run augmented views through one branch (encoder + head), batched by view size."""
 
 from __future__ import annotations
 
@@ -6,12 +6,32 @@ import torch
 from torch import nn
 
 
+def size_groups(views: list[torch.Tensor]) -> list[tuple[int, int]]:
+    """``[(start, end), ...]``: runs of consecutive views with the same shape (multi-crop)."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(views) + 1):
+        if i == len(views) or views[i].shape != views[start].shape:
+            out.append((start, i))
+            start = i
+    return out
+
+
+def n_global(views: list[torch.Tensor]) -> int:
+    """Global crops are the leading views of the first view's size (SwAV and DINO order)."""
+    return size_groups(views)[0][1]
+
+
 def embed_views(views: list[torch.Tensor], encoder: nn.Module, head: nn.Module,
                 channels_last: bool) -> list[torch.Tensor]:
-    """``V x (N, C, S, S) -> V x (N, D)`` in fp32. Views are concatenated so batch norm sees
-    all of them at once, as in SimCLR's and BYOL's implementations."""
+    """``V x (N, C, S_v, S_v) -> V x (N, D)`` in fp32. Views of one size are concatenated so
+    batch norm sees all of them at once (SimCLR's and BYOL's implementations); multi-crop
+    views of another size go through in their own pass (SwAV's and DINO's)."""
     n = views[0].shape[0]
-    x = torch.cat(views)  # x: (V*N) x C x S x S
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return list(head(encoder(x)).float().split(n))
+    out: list[torch.Tensor] = []
+    for start, end in size_groups(views):
+        x = torch.cat(views[start:end])  # x: (V_g*N) x C x S x S
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.extend(head(encoder(x)).float().split(n))
+    return out

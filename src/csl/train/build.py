@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from csl.errors import ConfigError
 from csl.methods.config import MethodConfig
 from csl.registry import build
 
@@ -27,7 +28,7 @@ def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> nn.Module:
 
     channels, size = int(meta["shape"][0]), int(meta["shape"][1])
     encoder = build_encoder(cfg, channels)
-    parts = {
+    parts: dict[str, Any] = {
         "augment": build(AUGMENTATIONS, cfg.parts["augment"], image_size=size,
                          mean=torch.tensor(meta["mean"]), std=torch.tensor(meta["std"])),
         "encoder": encoder,
@@ -35,8 +36,22 @@ def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> nn.Module:
         "similarity": build(SIMILARITIES, cfg.parts["similarity"]),
         "loss": build(LOSSES, cfg.parts["loss"]),
         "loss_kind": LOSSES[cfg.parts["loss"].name].kind,
+        "make_extract": lambda in_dim: build(EXTRACTORS, cfg.parts["extract"], in_dim=in_dim),
+        "image_size": size,
+        "in_channels": channels,
     }
+    check_view_sizes(parts["augment"], encoder, cfg.parts["encoder"].name)
     method = METHODS[cfg.method].build(cfg.method_params, parts, channels_last=cfg.train.channels_last)
     if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)
     return method
+
+
+def check_view_sizes(augment: nn.Module, encoder: nn.Module, encoder_name: str) -> None:
+    """Every view size (multi-crop included) must be one the encoder can take."""
+    lo = int(getattr(encoder, "min_input_size", 1))
+    hi = int(getattr(encoder, "max_input_size", 1 << 30))
+    for spec in getattr(augment, "specs", []):
+        if not lo <= spec.size <= hi:
+            raise ConfigError(f"augment: a view of {spec.size} px cannot go through encoder '{encoder_name}' "
+                              f"(it takes {lo} to {hi} px); change the crop size or the encoder")

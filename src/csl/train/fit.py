@@ -71,8 +71,12 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         steps_per_epoch = min(steps_per_epoch, t.limit_train_batches)
     lr = effective_lr(cfg.optimizer, global_batch)
     precision = resolve_precision(t.precision, t.accelerator)
+    method = build_method(cfg, data.meta)
+    check_dataset = getattr(method, "check_dataset", None)
+    if callable(check_dataset):
+        check_dataset(n_train)
     module = PretrainModule(
-        build_method(cfg, data.meta), cfg.optimizer, cfg.schedule, lr,
+        method, cfg.optimizer, cfg.schedule, lr,
         total_steps=steps_per_epoch * t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
     )
     history = EpochHistory(global_batch, sink)

@@ -10,7 +10,7 @@ from torch import nn
 
 from csl.errors import NonFiniteLossError
 from csl.train.optim import OptimizerConfig, build_optimizer
-from csl.train.schedule import ScheduleConfig, warmup_cosine
+from csl.train.schedule import ScheduleConfig, cosine_ramp, warmup_cosine
 
 
 class PretrainModule(L.LightningModule):
@@ -36,6 +36,7 @@ class PretrainModule(L.LightningModule):
         self.sched_cfg = schedule
         self.lr = lr
         self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
         self.warmup_steps = int(round(schedule.warmup_epochs * steps_per_epoch))
         self.seed = seed
         self.generator: torch.Generator | None = None
@@ -46,6 +47,22 @@ class PretrainModule(L.LightningModule):
         self.generator.manual_seed(self.seed * 7919 + self.global_rank)
         if self._rng_state is not None:
             self.generator.set_state(self._rng_state)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Before the step: per-step schedules that are not the learning rate. Methods with
+        step-dependent settings (teacher temperature, frozen prototypes) get
+        ``before_step(step, total_steps, steps_per_epoch)``; the weight decay follows
+        ``schedule.weight_decay_final`` when set. All are pure functions of the global step, so
+        a resumed run continues with the same values."""
+        step = self.global_step
+        before_step = getattr(self.method, "before_step", None)
+        if callable(before_step):
+            before_step(step, self.total_steps, self.steps_per_epoch)
+        if self.sched_cfg.weight_decay_final is not None:
+            wd = cosine_ramp(step, self.total_steps, self.opt_cfg.weight_decay, self.sched_cfg.weight_decay_final)
+            opt = self.optimizers()
+            assert not isinstance(opt, list)
+            opt.param_groups[0]["weight_decay"] = wd  # group 0 holds the decayed parameters
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         assert self.generator is not None
@@ -62,6 +79,11 @@ class PretrainModule(L.LightningModule):
         assert not isinstance(opt, list)
         self.log("lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def on_after_backward(self) -> None:
+        after_backward = getattr(self.method, "after_backward", None)
+        if callable(after_backward):
+            after_backward()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """After the optimizer step: update explicit method state (EMA targets) with the

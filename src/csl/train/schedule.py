@@ -14,16 +14,21 @@ from csl.errors import ConfigError
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """``warmup_epochs`` may be fractional; ``final_lr_fraction`` is the lr at the last step."""
+    """``warmup_epochs`` may be fractional; ``final_lr_fraction`` is the lr at the last step.
+    ``weight_decay_final``: null keeps the optimizer's weight decay constant; a value ramps it
+    per step with :func:`cosine_ramp` (DINO: 0.04 -> 0.4)."""
 
     warmup_epochs: float = 10.0
     final_lr_fraction: float = 0.0
+    weight_decay_final: float | None = None
 
     def validate(self, path: str) -> None:
         if self.warmup_epochs < 0:
             raise ConfigError(f"'{path}.warmup_epochs' must be >= 0")
         if not 0 <= self.final_lr_fraction <= 1:
             raise ConfigError(f"'{path}.final_lr_fraction' must be in [0, 1]")
+        if self.weight_decay_final is not None and self.weight_decay_final < 0:
+            raise ConfigError(f"'{path}.weight_decay_final' must be >= 0 or null (constant weight decay)")
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:
@@ -45,3 +50,17 @@ def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0
     ``tau = 1 - (1 - tau_base)(cos(pi k/K) + 1)/2`` with ``tau_base = 0.996``)."""
     k = min(max(step, 0), total_steps)
     return final - (final - base) * (math.cos(math.pi * k / max(1, total_steps)) + 1) / 2
+
+
+def cosine_ramp(step: int, total_steps: int, start: float, end: float) -> float:
+    """``start`` at step 0 to ``end`` at ``total_steps`` along a half cosine (DINO's weight-decay
+    schedule 0.04 -> 0.4, arXiv 2104.14294, Sec. 4; the same curve as :func:`cosine_momentum`)."""
+    return cosine_momentum(step, total_steps, start, end)
+
+
+def linear_warmup(step: int, warmup_steps: int, start: float, end: float) -> float:
+    """``start`` at step 0 rising linearly to ``end`` at ``warmup_steps``, then ``end``
+    (DINO's teacher temperature 0.04 -> 0.07 over the first 30 epochs, arXiv 2104.14294, Sec. 4)."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return end
+    return start + (end - start) * max(step, 0) / warmup_steps

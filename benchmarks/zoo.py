@@ -1,0 +1,155 @@
+"""Train every method of the zoo at one budget on a real dataset and tabulate the results.
+
+For each variant (default: every entry of ``methods`` in params.yaml): pretrain with the same
+number of epochs, then the pipeline's evaluation (linear probe and weighted kNN on frozen
+features, and both for a random-init encoder of the same architecture). Rows are merged into
+``benchmarks/zoo-results.json`` and rendered to ``benchmarks/RESULTS.md`` with the hardware
+and the command that reproduces each row. Work files go to ``--work`` (not tracked).
+
+    python benchmarks/zoo.py [--epochs 4] [--variants simclr-small dino-small ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "benchmarks"
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores visible, {gpu}; torch {torch.__version__}"
+
+
+def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Path) -> dict[str, Any]:
+    from csl.params import parse_params
+    from csl.stages.linear_eval import linear_eval
+    from csl.stages.pretrain import pretrain
+
+    raw = json.loads(json.dumps(params_raw))
+    raw["variants"] = [variant]
+    raw["methods"][variant].setdefault("train", {})["epochs"] = epochs
+    raw["methods"][variant]["train"]["progress_bar"] = False
+    params = parse_params(raw)
+    start = time.perf_counter()
+    fit = pretrain(params, variant, work)
+    metrics = linear_eval(params, variant, work)
+    cfg = params.method(variant)
+    parts = cfg.as_dict()
+    return {
+        "variant": variant,
+        "method": cfg.method,
+        "parts": " | ".join(parts[k]["name"] for k in ("augment", "encoder", "extract", "similarity", "loss")),
+        "epochs": epochs,
+        "batch_size": cfg.train.batch_size,
+        "linear_top1": metrics["linear_top1"],
+        "knn_top1": metrics["knn_top1"],
+        "random_linear_top1": metrics["random_linear_top1"],
+        "random_knn_top1": metrics["random_knn_top1"],
+        "images_per_s": fit.summary["images_per_s"],
+        "pretrain_seconds": fit.summary["pretrain_seconds"],
+        "wall_seconds": time.perf_counter() - start,
+        "final_loss": fit.summary["final_loss"],
+        "command": f"python benchmarks/zoo.py --epochs {epochs} --variants {variant}",
+        "hardware": hardware(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def render(rows: list[dict[str, Any]], dataset: str) -> str:
+    lines = [
+        "# Method zoo results",
+        "",
+        f"Every method of the zoo trained at the same small budget on {dataset} (60,000 training and 10,000",
+        "test images, 28x28), then the pipeline's evaluation: a linear probe and weighted kNN (k=200,",
+        "T=0.1) on frozen features, and the same for a random-init encoder of the same architecture",
+        "(the baseline each row must beat). Settings: `params.yaml` (`methods:`), with `train.epochs`",
+        "set by the command. Written by `benchmarks/zoo.py`; numbers come from the runs below, on the",
+        "hardware listed per row. These are short CPU runs: far from the papers' budgets (hundreds of",
+        "epochs, ResNet-50 on ImageNet), so they compare methods at equal cost, not the papers' accuracy.",
+        "",
+        "| variant | method: augment \\| encoder \\| extract \\| similarity \\| loss | epochs | linear top-1 "
+        "| kNN top-1 | random-init linear | random-init kNN | beats random (both) | images/s | pretrain s "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        beats = r["linear_top1"] > r["random_linear_top1"] and r["knn_top1"] > r["random_knn_top1"]
+        lines.append(
+            f"| {r['variant']} | {r['method']}: {r['parts']} | {r['epochs']} | {100 * r['linear_top1']:.2f}% "
+            f"| {100 * r['knn_top1']:.2f}% | {100 * r['random_linear_top1']:.2f}% | {100 * r['random_knn_top1']:.2f}% "
+            f"| {'yes' if beats else '**no**'} (+{100 * (r['linear_top1'] - r['random_linear_top1']):.1f} / "
+            f"+{100 * (r['knn_top1'] - r['random_knn_top1']):.1f}) | {r['images_per_s']:.0f} "
+            f"| {r['pretrain_seconds']:.0f} | {r['wall_seconds']:.0f} |".replace("+-", "-")
+        )
+    lines += ["", "## Commands and hardware", ""]
+    for r in rows:
+        lines.append(f"- `{r['variant']}`: `{r['command']}` ({r['date']}; {r['hardware']})")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    ap.add_argument("--variants", nargs="*", help="default: every variant in the params file's methods")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--work", type=Path, default=REPO / "build" / "zoo")
+    ap.add_argument("--fresh", action="store_true", help="delete the work directory first")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                    help="where zoo-results.json and RESULTS.md go (default: benchmarks/)")
+    args = ap.parse_args(argv)
+
+    from csl.params import parse_params
+    from csl.stages.prepare import prepare
+
+    params_raw = yaml.safe_load(args.params.read_text())
+    variants = args.variants or list(params_raw["methods"])
+    unknown = [v for v in variants if v not in params_raw["methods"]]
+    if unknown:
+        print(f"unknown variant(s) {unknown}; defined: {', '.join(params_raw['methods'])}", file=sys.stderr)
+        return 2
+    if args.fresh and args.work.exists():
+        shutil.rmtree(args.work)
+    args.work.mkdir(parents=True, exist_ok=True)
+    prepare(parse_params(params_raw), args.work)
+    results_json, results_md = args.results_dir / "zoo-results.json", args.results_dir / "RESULTS.md"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    rows = {r["variant"]: r for r in json.loads(results_json.read_text())} if results_json.is_file() else {}
+    for v in variants:
+        print(f"== {v}: {args.epochs} epochs", flush=True)
+        # a fresh checkpoint per budget: never resume a run with other settings
+        shutil.rmtree(args.work / "checkpoints" / v, ignore_errors=True)
+        row = run_variant(params_raw, v, args.epochs, args.work)
+        rows[v] = row
+        print(f"   linear {100 * row['linear_top1']:.2f}% (random {100 * row['random_linear_top1']:.2f}%), "
+              f"kNN {100 * row['knn_top1']:.2f}% (random {100 * row['random_knn_top1']:.2f}%), "
+              f"{row['images_per_s']:.0f} images/s, {row['wall_seconds']:.0f} s", flush=True)
+        ordered = [rows[k] for k in params_raw["methods"] if k in rows]
+        results_json.write_text(json.dumps(ordered, indent=2) + "\n")
+        results_md.write_text(render(ordered, params_raw["data"].get("dataset", "the dataset")))
+    print(f"results: {results_md}\nreproduce: python benchmarks/zoo.py --epochs {args.epochs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

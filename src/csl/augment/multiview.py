@@ -1,0 +1,25 @@
+"""Many views of one batch: each view spec applied with the same generator, in order."""
+
+from __future__ import annotations
+
+import torch
+
+from csl.augment.view import ViewSpec, make_view
+
+
+class MultiViewAugment(torch.nn.Module):
+    """``uint8 (N, C, H, W) -> [float (N, C, S, S)] * views``; no parameters, no state."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, specs: list[ViewSpec], mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.specs = specs
+        self.register_buffer("mean", mean.float(), persistent=False)
+        self.register_buffer("std", std.float(), persistent=False)
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        # augmentation is image processing, not model compute: keep it in fp32 under autocast
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            return [make_view(images, s, self.mean, self.std, generator) for s in self.specs]

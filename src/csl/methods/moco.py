@@ -1,0 +1,157 @@
+"""MoCo v2 and v3 as one composition: a query branch (encoder, head, optional predictor) and
+an EMA key branch, with InfoNCE against a queue of past keys (v2) or in-batch keys (v3).
+
+* MoCo v2 (Chen et al., 2020, arXiv 2003.04297; MoCo v1, He et al., 2020, arXiv 1911.05722):
+  queue of ``K = 65,536`` keys, key momentum ``m = 0.999``, MLP head, ``tau = 0.2``, the v2
+  augmentation, asymmetric loss ``L(q_1, k_2)``. Shuffle-BN (Sec. 3.3 of v1) keeps batch
+  statistics from leaking the positive: on one process, ``key_bn_groups = G`` runs queries in
+  ``G`` contiguous groups and keys in ``G`` groups of a random permutation, so a query and its
+  key are normalized with different sub-batches (the official CIFAR demo's SplitBatchNorm).
+  Across processes, issue 4 gathers keys into the queue.
+* MoCo v3 (Chen et al., 2021, arXiv 2104.02057, Alg. 1): no queue (in-batch negatives), a
+  predictor on the query branch, symmetric loss ``ctr(q_1, k_2) + ctr(q_2, k_1)``, momentum
+  0.99 -> 1 with a cosine schedule; ResNet-50: ``tau = 1.0``, loss scaled by ``2 tau``.
+
+The queue is explicit state: buffers ``queue`` ``(K, D)`` and ``queue_ptr``, checkpointed
+with the model, so a resumed run continues with the same negatives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from csl.errors import ConfigError
+from csl.extract.projection import PredictorConfig, build_predictor
+from csl.methods.ema import ema_update, make_target
+from csl.train.schedule import cosine_momentum
+
+
+def _check_momentum(base: float, final: float, path: str) -> None:
+    if not 0 <= base <= final <= 1:
+        raise ConfigError(f"'{path}': need 0 <= momentum_base <= momentum_final <= 1")
+
+
+@dataclass(frozen=True)
+class MoCoV2Config:
+    """MoCo v2 defaults (arXiv 2003.04297 / 1911.05722): K = 65,536, m = 0.999 constant."""
+
+    queue_size: int = 65536
+    momentum_base: float = 0.999
+    momentum_final: float = 0.999
+    key_bn_groups: int = 8
+    symmetric: bool = False
+
+    predictor = None
+
+    def validate(self, path: str) -> None:
+        _check_momentum(self.momentum_base, self.momentum_final, path)
+        if self.queue_size < 1:
+            raise ConfigError(f"'{path}.queue_size' must be >= 1 (MoCo v3 is the queue-free variant)")
+        if self.key_bn_groups < 1:
+            raise ConfigError(f"'{path}.key_bn_groups' must be >= 1")
+
+    def check_composition(self, train: Any, parts: Any, path: str) -> None:
+        if self.queue_size % train.batch_size:
+            raise ConfigError(f"'{path}.queue_size' ({self.queue_size}) must be a multiple of train.batch_size "
+                              f"({train.batch_size}) so that every key batch fits the queue (MoCo's assertion)")
+        if train.batch_size % self.key_bn_groups:
+            raise ConfigError(f"'{path}.key_bn_groups' ({self.key_bn_groups}) must divide train.batch_size "
+                              f"({train.batch_size})")
+
+
+@dataclass(frozen=True)
+class MoCoV3Config:
+    """MoCo v3 defaults (arXiv 2104.02057, ResNet-50): predictor hidden 4096, m 0.99 -> 1."""
+
+    predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(hidden_dim=4096))
+    momentum_base: float = 0.99
+    momentum_final: float = 1.0
+    symmetric: bool = True
+
+    queue_size = 0
+    key_bn_groups = 1
+
+    def validate(self, path: str) -> None:
+        _check_momentum(self.momentum_base, self.momentum_final, path)
+
+
+class MoCo(nn.Module):
+    queue: torch.Tensor
+    queue_ptr: torch.Tensor
+
+    def __init__(self, cfg: MoCoV2Config | MoCoV3Config, augment: nn.Module, encoder: nn.Module,
+                 head: nn.Module, loss: Callable[..., torch.Tensor], channels_last: bool) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.augment = augment
+        self.encoder = encoder
+        self.projector = head
+        dim = int(head.out_dim)  # type: ignore[arg-type]
+        self.predictor = build_predictor(cfg.predictor, dim) if cfg.predictor is not None else nn.Identity()
+        self.target_encoder = make_target(encoder)
+        self.target_projector = make_target(head)
+        self.loss_fn = loss
+        self.channels_last = channels_last
+        self.groups = cfg.key_bn_groups
+        if cfg.queue_size:
+            # MoCo initializes the queue with random unit vectors
+            self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, dim), dim=1))
+            self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def check_dataset(self, n_train: int) -> None:
+        if self.cfg.queue_size > n_train:
+            raise ConfigError(f"MoCo queue_size {self.cfg.queue_size} exceeds the {n_train} training images: the "
+                              "queue would hold keys of the query's own image as negatives; lower queue_size")
+
+    def _branch(self, x: torch.Tensor, encoder: nn.Module, head: nn.Module, perm: torch.Tensor | None) -> torch.Tensor:
+        """One view through a branch, batch-normalized in ``groups`` sub-batches (in ``perm``
+        order when given, then restored)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.groups == 1:
+            return head(encoder(x)).float()
+        if perm is not None:
+            x = x[perm]
+        out = torch.cat([head(encoder(c)).float() for c in x.chunk(self.groups)])
+        return out[torch.argsort(perm)] if perm is not None else out
+
+    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        v1, v2 = self.augment(images, generator)[:2]
+        n = images.shape[0]
+        views = (v1, v2) if self.cfg.symmetric else (v1,)
+        queries = [self.predictor(self._branch(v, self.encoder, self.projector, None)).float() for v in views]
+        with torch.no_grad():
+            keys = []
+            for v in (v2, v1)[: len(views)]:
+                perm = torch.randperm(n, device=generator.device, generator=generator) if self.groups > 1 else None
+                keys.append(self._branch(v, self.target_encoder, self.target_projector,
+                                         perm.to(images.device) if perm is not None else None))
+        negatives = self.queue.clone() if self.cfg.queue_size else None
+        loss = sum(self.loss_fn(q, k, negatives) for q, k in zip(queries, keys))
+        if self.cfg.queue_size:
+            self._enqueue(torch.cat(keys))
+        return {"loss": loss}  # type: ignore[dict-item]
+
+    @torch.no_grad()
+    def _enqueue(self, keys: torch.Tensor) -> None:
+        """Replace the oldest entries (a ring buffer, as MoCo's ``_dequeue_and_enqueue``)."""
+        size = self.queue.shape[0]
+        k = F.normalize(keys.float(), dim=1)[-size:]
+        idx = (self.queue_ptr + torch.arange(k.shape[0], device=k.device)) % size
+        self.queue[idx] = k
+        self.queue_ptr.copy_((self.queue_ptr + k.shape[0]) % size)
+
+    def after_step(self, step: int, total_steps: int) -> dict[str, float]:
+        m = cosine_momentum(step, total_steps, self.cfg.momentum_base, self.cfg.momentum_final)
+        ema_update(self.target_encoder, self.encoder, m)
+        ema_update(self.target_projector, self.projector, m)
+        return {"momentum": m}
+
+
+def build_moco(cfg: MoCoV2Config | MoCoV3Config, parts: dict[str, Any], channels_last: bool) -> MoCo:
+    return MoCo(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["loss"], channels_last)
