@@ -169,7 +169,7 @@ def test_multicrop_views_must_fit_the_encoder() -> None:
 
 
 def test_compositions_rejected_at_config_time() -> None:
-    with pytest.raises(ConfigError, match=r"queue_size' \(100\) must be a multiple of train.batch_size \(64\)"):
+    with pytest.raises(ConfigError, match=r"queue_size' \(100\) must be a multiple of the global batch \(64 = train.batch_size"):
         cfg_for("moco_v2", queue_size=100)
     with pytest.raises(ConfigError, match="method 'cpc' needs encoder 'patch_grid'"):
         parse_method({**tiny_method(), **VARIANTS["cpc"], "encoder": "small_cnn"}, "m")
@@ -184,3 +184,12 @@ def test_compositions_rejected_at_config_time() -> None:
     with pytest.raises(ConfigError, match="prediction_steps \\(3\\) must be below the patch grid's 3 rows"):
         build_method(parse_method({**tiny_method(), **VARIANTS["cpc"],
                                    "method": {"name": "cpc", "prediction_steps": 3}}, "m"), META)
+
+
+def test_too_few_views_fail_before_training() -> None:
+    one_view = {"name": "views", "groups": [{"count": 1}]}
+    for name in ("dino", "swav", "moco_v2", "dim"):
+        raw = {**tiny_method(), **VARIANTS[name], "augment": one_view}
+        with pytest.raises(ConfigError, match=f"method '{name.split('_')[0] if name == 'moco_v2' else name}' "
+                                              "needs 2 views"):
+            build_method(parse_method(raw, "m"), META)

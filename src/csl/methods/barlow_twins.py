@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from csl.distributed import gather_all
 from csl.methods.views import embed_views
 
 
@@ -29,7 +30,7 @@ class BarlowTwins(nn.Module):
         self.channels_last = channels_last
 
     def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        zs = embed_views(self.augment(images, generator), self.encoder, self.projector, self.channels_last)
+        zs = gather_all(embed_views(self.augment(images, generator), self.encoder, self.projector, self.channels_last))
         pairs = list(combinations(range(len(zs)), 2))
         loss = sum(self.loss_fn(zs[a], zs[b]) for a, b in pairs) / len(pairs)
         return {"loss": loss}  # type: ignore[dict-item]

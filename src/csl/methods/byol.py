@@ -18,6 +18,7 @@ from torch import nn
 
 from csl.errors import ConfigError
 from csl.extract.projection import PredictorConfig, build_predictor
+from csl.distributed import gather_all
 from csl.methods.ema import ema_update, make_target
 from csl.methods.views import embed_views
 from csl.train.schedule import cosine_momentum
@@ -62,9 +63,9 @@ class BYOL(nn.Module):
         views = self.augment(images, generator)
         n = images.shape[0]
         z_online = embed_views(views, self.encoder, self.projector, self.channels_last)
-        preds = self.predictor(torch.cat(z_online)).float().split(n)  # V x (N, D)
+        preds = gather_all(list(self.predictor(torch.cat(z_online)).float().split(n)))  # V x (W*N, D)
         with torch.no_grad():
-            z_target = embed_views(views, self.target_encoder, self.target_projector, self.channels_last)
+            z_target = gather_all(embed_views(views, self.target_encoder, self.target_projector, self.channels_last))
         v = len(views)
         # every view predicts every other view's target; for 2 views this is L + L~
         loss = sum(self._pair_loss(preds[i], z_target[j]) for i in range(v) for j in range(v) if i != j) / (v - 1)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from csl.distributed import gather, gather_all
 from csl.errors import ConfigError
 
 
@@ -79,7 +80,7 @@ class CPC(nn.Module):
         z = self.encoder.grid(x)  # type: ignore[operator]  # z: N x D x R x R
         c = self.context(z)
         preds = [w(c) for w in self.predictors]
-        return {"loss": self.loss_fn(preds, z)}
+        return {"loss": self.loss_fn(gather_all(preds), gather(z))}  # negatives from every rank's patches
 
 
 def build_cpc(cfg: CPCConfig, parts: dict[str, Any], channels_last: bool) -> CPC:

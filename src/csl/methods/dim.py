@@ -20,7 +20,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from csl.distributed import gather
 from csl.errors import ConfigError
+from csl.methods.views import require_views
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,12 @@ class DIM(nn.Module):
                     source = source[torch.arange(n, device=source.device), :, loc.to(source.device)]
                 else:
                     source = source[:, :, 0]
-                total = total + self.loss_fn(source, emb[str(trg)][b])
+                total = total + self.loss_fn(gather(source), gather(emb[str(trg)][b]))
                 terms += 1
         return {"loss": total / terms}
 
 
 def build_dim(cfg: DIMConfig, parts: dict[str, Any], channels_last: bool) -> DIM:
+    require_views(parts["augment"], 2, "dim", same_size=True)
     return DIM(cfg, parts["augment"], parts["encoder"], parts["make_extract"], parts["loss"], channels_last,
                parts["image_size"], parts["in_channels"])

@@ -21,9 +21,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from csl.distributed import gather_all
 from csl.errors import ConfigError
 from csl.methods.ema import ema_update, make_target
-from csl.methods.views import embed_views, n_global
+from csl.methods.views import embed_views, n_global, require_views
 from csl.train.schedule import cosine_momentum, linear_warmup
 
 
@@ -80,9 +81,10 @@ class DINO(nn.Module):
         ng = n_global(views)
         if len(views) < 2:
             raise ConfigError("DINO needs at least two views")
-        student = embed_views(views, self.encoder, self.projector, self.channels_last)
-        with torch.no_grad():
-            teacher = embed_views(views[:ng], self.target_encoder, self.target_projector, self.channels_last)
+        student = gather_all(embed_views(views, self.encoder, self.projector, self.channels_last))
+        with torch.no_grad():  # the centre is then the mean over the global batch
+            teacher = gather_all(embed_views(views[:ng], self.target_encoder, self.target_projector,
+                                             self.channels_last))
         loss = self.loss_fn(student, teacher, self.center, self.teacher_temperature)
         self._update_center(torch.cat(teacher))
         return {"loss": loss}
@@ -100,4 +102,5 @@ class DINO(nn.Module):
 
 
 def build_dino(cfg: DINOConfig, parts: dict[str, Any], channels_last: bool) -> DINO:
+    require_views(parts["augment"], 2, "dino")  # fewer gives no student-teacher pair (NaN in some libraries)
     return DINO(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["loss"], channels_last)

@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from csl.distributed import gather_all
 from csl.errors import ConfigError
 from csl.extract.projection import PredictorConfig, build_predictor
 from csl.methods.ema import ema_update, make_target
+from csl.methods.views import require_views
 from csl.train.schedule import cosine_momentum
 
 
@@ -56,9 +58,11 @@ class MoCoV2Config:
             raise ConfigError(f"'{path}.key_bn_groups' must be >= 1")
 
     def check_composition(self, train: Any, parts: Any, path: str) -> None:
-        if self.queue_size % train.batch_size:
-            raise ConfigError(f"'{path}.queue_size' ({self.queue_size}) must be a multiple of train.batch_size "
-                              f"({train.batch_size}) so that every key batch fits the queue (MoCo's assertion)")
+        global_batch = train.batch_size * train.devices * train.num_nodes
+        if self.queue_size % global_batch:
+            raise ConfigError(f"'{path}.queue_size' ({self.queue_size}) must be a multiple of the global batch "
+                              f"({global_batch} = train.batch_size x devices x num_nodes) so that every key batch "
+                              "fits the queue (MoCo's assertion)")
         if train.batch_size % self.key_bn_groups:
             raise ConfigError(f"'{path}.key_bn_groups' ({self.key_bn_groups}) must divide train.batch_size "
                               f"({train.batch_size})")
@@ -124,13 +128,15 @@ class MoCo(nn.Module):
         v1, v2 = self.augment(images, generator)[:2]
         n = images.shape[0]
         views = (v1, v2) if self.cfg.symmetric else (v1,)
-        queries = [self.predictor(self._branch(v, self.encoder, self.projector, None)).float() for v in views]
+        queries = gather_all([self.predictor(self._branch(v, self.encoder, self.projector, None)).float()
+                              for v in views])
         with torch.no_grad():
             keys = []
             for v in (v2, v1)[: len(views)]:
                 perm = torch.randperm(n, device=generator.device, generator=generator) if self.groups > 1 else None
                 keys.append(self._branch(v, self.target_encoder, self.target_projector,
                                          perm.to(images.device) if perm is not None else None))
+        keys = gather_all(keys)  # the global batch's keys: negatives for v3, the queue's input for v2
         negatives = self.queue.clone() if self.cfg.queue_size else None
         loss = sum(self.loss_fn(q, k, negatives) for q, k in zip(queries, keys))
         if self.cfg.queue_size:
@@ -154,4 +160,5 @@ class MoCo(nn.Module):
 
 
 def build_moco(cfg: MoCoV2Config | MoCoV3Config, parts: dict[str, Any], channels_last: bool) -> MoCo:
+    require_views(parts["augment"], 2, "moco")
     return MoCo(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["loss"], channels_last)

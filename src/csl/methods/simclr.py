@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from csl.distributed import gather_all
 from csl.methods.views import embed_views
 
 
@@ -44,7 +45,7 @@ class SimCLR(nn.Module):
 
     def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``images``: uint8 ``(N, C, H, W)`` on the training device -> ``{"loss": scalar}``."""
-        zs = embed_views(self.augment(images, generator), self.encoder, self.head, self.channels_last)
+        zs = gather_all(embed_views(self.augment(images, generator), self.encoder, self.head, self.channels_last))
         pairs = list(combinations(range(len(zs)), 2))
         loss = sum(self.loss_fn(zs[a], zs[b], self.similarity) for a, b in pairs) / len(pairs)
         return {"loss": loss}  # type: ignore[dict-item]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from csl.extract.projection import PredictorConfig, build_predictor
+from csl.distributed import gather_all
 from csl.methods.views import embed_views
 
 
@@ -35,7 +36,8 @@ class SimSiam(nn.Module):
         views = self.augment(images, generator)
         n = images.shape[0]
         zs = embed_views(views, self.encoder, self.projector, self.channels_last)
-        ps = self.predictor(torch.cat(zs)).float().split(n)
+        ps = gather_all(list(self.predictor(torch.cat(zs)).float().split(n)))
+        zs = gather_all(zs)
         v = len(views)
         pairs = [(i, j) for i in range(v) for j in range(v) if i != j]
         loss = sum(self.loss_fn(ps[i], zs[j]) for i, j in pairs) / len(pairs)  # 1/2 (D12 + D21) for 2 views

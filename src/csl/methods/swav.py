@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from csl.distributed import gather_all
 from csl.errors import ConfigError
-from csl.methods.views import embed_views, n_global
+from csl.methods.views import embed_views, n_global, require_views
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,10 @@ class SwAVConfig:
             raise ConfigError(f"'{path}': freeze_prototypes_epochs, queue_length, queue_start_epoch must be >= 0")
 
     def check_composition(self, train: Any, parts: Any, path: str) -> None:
-        if self.queue_length and self.queue_length % train.batch_size:
-            raise ConfigError(f"'{path}.queue_length' ({self.queue_length}) must be a multiple of "
-                              f"train.batch_size ({train.batch_size})")
+        global_batch = train.batch_size * train.devices * train.num_nodes
+        if self.queue_length and self.queue_length % global_batch:
+            raise ConfigError(f"'{path}.queue_length' ({self.queue_length}) must be a multiple of the global batch "
+                              f"({global_batch} = train.batch_size x devices x num_nodes)")
 
 
 class SwAV(nn.Module):
@@ -84,7 +86,8 @@ class SwAV(nn.Module):
         assign = list(range(min(self.n_assign, n_global(views))))
         if len(assign) < 1 or len(views) < 2:
             raise ConfigError("SwAV needs at least two views with one global crop")
-        zs = [F.normalize(z, dim=1) for z in embed_views(views, self.encoder, self.projector, self.channels_last)]
+        zs = gather_all([F.normalize(z, dim=1)
+                         for z in embed_views(views, self.encoder, self.projector, self.channels_last)])
         scores = [self.prototypes(z.to(self.prototypes.weight.dtype)).float() for z in zs]
         queued = None
         if self.queue_on:
@@ -104,4 +107,5 @@ class SwAV(nn.Module):
 
 
 def build_swav(cfg: SwAVConfig, parts: dict[str, Any], channels_last: bool) -> SwAV:
+    require_views(parts["augment"], 2, "swav")
     return SwAV(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["loss"], channels_last)

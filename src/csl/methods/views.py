@@ -22,6 +22,17 @@ def n_global(views: list[torch.Tensor]) -> int:
     return size_groups(views)[0][1]
 
 
+def require_views(augment: nn.Module, minimum: int, method: str, same_size: bool = False) -> None:
+    """Fail at build time, before any step, when the augmentation gives too few views."""
+    from csl.errors import ConfigError
+
+    sizes = [s.size for s in getattr(augment, "specs", [])]
+    if len(sizes) < minimum or (same_size and len(set(sizes[:minimum])) > 1):
+        what = f"{minimum} views" + (" of the same size first" if same_size else "")
+        raise ConfigError(f"method '{method}' needs {what}; the augmentation gives {len(sizes)} "
+                          f"(sizes {sizes}): add views in 'augment'")
+
+
 def embed_views(views: list[torch.Tensor], encoder: nn.Module, head: nn.Module,
                 channels_last: bool) -> list[torch.Tensor]:
     """``V x (N, C, S_v, S_v) -> V x (N, D)`` in fp32. Views of one size are concatenated so

@@ -14,6 +14,9 @@ class TrainConfig:
     ``batch_size * devices * num_nodes`` and is what the learning rate is scaled by.
     ``precision: auto`` is bf16 autocast on CPU, bf16 (or fp16 where bf16 is missing) on GPU.
     ``limit_train_batches`` caps the steps per epoch (quick runs and tests).
+    ``sync_batchnorm``: with more than one process, batch norm uses the global batch's
+    statistics (:class:`csl.encoders.global_bn.GlobalBatchNorm`, on CPU and GPU), as the
+    papers' multi-device runs do.
     """
 
     epochs: int = 100
@@ -27,6 +30,7 @@ class TrainConfig:
     deterministic: bool = True
     limit_train_batches: int | None = None
     progress_bar: bool = True
+    sync_batchnorm: bool = True
 
     def validate(self, path: str) -> None:
         for key in ("epochs", "batch_size", "devices", "num_nodes"):

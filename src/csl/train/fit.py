@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from csl.data.prepared import Prepared
+from csl.encoders.global_bn import convert_to_global_bn
 from csl.methods.config import MethodConfig
 from csl.train.build import build_method
 from csl.train.checkpoint import EpochCheckpoint
@@ -72,6 +73,8 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     lr = effective_lr(cfg.optimizer, global_batch)
     precision = resolve_precision(t.precision, t.accelerator)
     method = build_method(cfg, data.meta)
+    if world > 1 and t.sync_batchnorm:
+        method = convert_to_global_bn(method)
     check_dataset = getattr(method, "check_dataset", None)
     if callable(check_dataset):
         check_dataset(n_train)

@@ -1,0 +1,133 @@
+"""Every method on 2 processes (gloo, CPU) with per-rank batch B gives the same loss and the
+same gradients as 1 process with batch 2B: the loss is computed over the global batch with an
+autograd-aware gather, batch norm uses global statistics, and DDP's gradient average (done
+here by hand with an all-reduce) recovers the single-process gradient."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from csl.distributed import all_reduce_sum, gather
+from csl.encoders.global_bn import GlobalBatchNorm, convert_to_global_bn
+from csl.methods.config import parse_method
+from csl.train.build import build_method
+from conftest import tiny_method
+from test_methods import META, VARIANTS
+
+FIXED = {"crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0], "flip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0}
+#: deterministic views, so that one and two processes see the same inputs
+AUGMENT = {
+    "two": {"name": "views", "groups": [{"count": 2, **FIXED}]},
+    "multicrop": {"name": "views", "groups": [{"count": 2, **FIXED}, {"count": 2, "size": 8, **FIXED}]},
+    "one": {"name": "views", "groups": [{"count": 1, **FIXED}]},
+}
+CASES = {
+    "simclr": ("two", {}),
+    "byol": ("two", {}),
+    "simsiam": ("two", {}),
+    "barlow_twins": ("two", {}),
+    "moco_v2": ("two", {"method": {"name": "moco_v2", "queue_size": 128, "key_bn_groups": 1, "symmetric": True}}),
+    "moco_v3": ("two", {}),
+    "swav": ("multicrop", {"method": {"name": "swav", "prototypes": 10}}),
+    "dino": ("multicrop", {}),
+    "dim": ("two", {"method": {"name": "dim", "comparisons": [[1, 4]]}}),
+    "cpc": ("one", {}),
+}
+BATCH = 8  # per rank; the single process takes 2 x BATCH
+
+
+def build(name: str) -> torch.nn.Module:
+    aug, extra = CASES[name]
+    raw = {**tiny_method(), **VARIANTS[name], **extra, "augment": AUGMENT[aug]}
+    torch.manual_seed(0)
+    method = build_method(parse_method(raw, f"methods.{name}"), META)
+    return convert_to_global_bn(method)
+
+
+def loss_and_grads(method: torch.nn.Module, images: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
+    method.zero_grad()
+    loss = method.training_loss(images, torch.Generator().manual_seed(1))["loss"]
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in method.named_parameters() if p.grad is not None}
+    return float(loss), grads
+
+
+def images() -> torch.Tensor:
+    return torch.randint(0, 256, (2 * BATCH, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+
+
+def _worker(rank: int, port: int, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.set_num_threads(1)
+        results = {}
+        for name in CASES:
+            method = build(name)
+            local = images()[rank * BATCH:(rank + 1) * BATCH]
+            loss, grads = loss_and_grads(method, local)
+            for g in grads.values():  # DDP's gradient average
+                dist.all_reduce(g)
+                g /= 2
+            state = {k: v for k, v in method.state_dict().items() if "queue" in k or "center" in k
+                     or "running_mean" in k}
+            results[name] = {"loss": loss, "grads": grads, "state": state}
+        if rank == 0:
+            torch.save(results, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("dist") / "results.pt"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_worker, args=(free_port(), str(out)), nprocs=2, join=True)
+    return torch.load(out, weights_only=False)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_two_processes_equal_one_process(name: str, two_process_results: dict) -> None:
+    method = build(name)
+    loss, grads = loss_and_grads(method, images())
+    got = two_process_results[name]
+    assert got["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5)
+    assert set(got["grads"]) == set(grads)
+    for k, g in grads.items():
+        torch.testing.assert_close(got["grads"][k], g, rtol=1e-3, atol=1e-5, msg=f"gradient of {k}")
+    state = method.state_dict()
+    for k, v in got["state"].items():  # queue, centre and BN running statistics from the global batch
+        torch.testing.assert_close(v, state[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_every_method_has_a_distributed_case() -> None:
+    from csl.methods import METHODS
+
+    assert set(CASES) == set(METHODS)
+
+
+def test_collectives_are_the_identity_on_one_process() -> None:
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather(x) is x and all_reduce_sum(x) is x
+    bn = torch.nn.BatchNorm1d(2)
+    gbn = convert_to_global_bn(copy.deepcopy(bn))
+    assert isinstance(gbn, GlobalBatchNorm)
+    torch.testing.assert_close(gbn(x), bn(x))
+
+
+def test_fit_converts_batch_norm_only_for_several_processes(tmp_path: Path) -> None:
+    method = build_method(parse_method(tiny_method(), "m"), META)
+    assert not any(isinstance(m, GlobalBatchNorm) for m in method.modules())
