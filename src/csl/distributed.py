@@ -17,6 +17,15 @@ import torch
 import torch.distributed as dist
 
 
+def launch_rank() -> int:
+    """This process's global rank as the launcher states it (``RANK`` from torchrun or the
+    PyTorchJob operator, ``LOCAL_RANK`` from Lightning's own launcher), before any process
+    group exists: 0 on a single process. Rank 0 alone logs to MLflow and writes outputs."""
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from csl.augment.view import ViewSpec, make_view
+from csl.distributed import rank, world_size
 
 
 class MultiViewAugment(torch.nn.Module):
@@ -21,5 +22,7 @@ class MultiViewAugment(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         # augmentation is image processing, not model compute: keep it in fp32 under autocast
+        n, world = images.shape[0], world_size()
+        shard = (rank() * n, world * n) if world > 1 else None  # the global batch's draws, this rank's rows
         with torch.autocast(device_type=images.device.type, enabled=False):
-            return [make_view(images, s, self.mean, self.std, generator) for s in self.specs]
+            return [make_view(images, s, self.mean, self.std, generator, shard) for s in self.specs]

@@ -37,24 +37,50 @@ class ViewSpec:
     translate_p: float = 0.0
 
 
-def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
-    return torch.empty(n, device=g.device).uniform_(lo, hi, generator=g)
+@dataclass(frozen=True)
+class Draws:
+    """Per-sample random draws for rows ``start .. start + n`` of a batch of ``total``.
+
+    Every draw is made for the whole (global) batch and sliced, so with ``W`` processes that
+    share a generator seed, process ``r`` (``start = r * n``, ``total = W * n``) gets exactly the
+    parameters that one process with the whole batch gives those rows: distributed training
+    sees the same views as single-process training. On one process ``start = 0, total = n``.
+    """
+
+    g: torch.Generator
+    n: int
+    start: int = 0
+    total: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self.total if self.total is not None else self.n
+
+    def cut(self, t: torch.Tensor) -> torch.Tensor:
+        return t[self.start:self.start + self.n]
+
+    def uniform(self, lo: float, hi: float) -> torch.Tensor:
+        return self.cut(torch.empty(self.size, device=self.g.device).uniform_(lo, hi, generator=self.g))
+
+    def bernoulli(self, p: float) -> torch.Tensor:
+        return self.cut(torch.rand(self.size, device=self.g.device, generator=self.g) < p)
+
+    def rand(self, k: int) -> torch.Tensor:
+        return self.cut(torch.rand(self.size, k, device=self.g.device, generator=self.g))
+
+    def randint(self, lo: int, hi: int, k: int) -> torch.Tensor:
+        return self.cut(torch.randint(lo, hi, (self.size, k), device=self.g.device, generator=self.g))
 
 
-def _bernoulli(n: int, p: float, g: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, device=g.device, generator=g) < p
-
-
-def _jitter(x: torch.Tensor, spec: ViewSpec, g: torch.Generator) -> torch.Tensor:
+def _jitter(x: torch.Tensor, spec: ViewSpec, d: Draws) -> torch.Tensor:
     """ColorJitter with probability ``jitter_p``: the four ops in a random order per sample."""
-    n = x.shape[0]
-    on = _bernoulli(n, spec.jitter_p, g).to(x.dtype)  # 1 where this sample is jittered
+    on = d.bernoulli(spec.jitter_p).to(x.dtype)  # 1 where this sample is jittered
     # factors as torchvision samples them; identity (1, 1, 1, 0) where not jittered
-    b = 1 + on * (_uniform(n, max(0.0, 1 - spec.brightness), 1 + spec.brightness, g) - 1)
-    c = 1 + on * (_uniform(n, max(0.0, 1 - spec.contrast), 1 + spec.contrast, g) - 1)
-    s = 1 + on * (_uniform(n, max(0.0, 1 - spec.saturation), 1 + spec.saturation, g) - 1)
-    h = on * _uniform(n, -spec.hue, spec.hue, g)
-    order = torch.argsort(torch.rand(n, 4, device=g.device, generator=g), dim=1)  # N x 4
+    b = 1 + on * (d.uniform(max(0.0, 1 - spec.brightness), 1 + spec.brightness) - 1)
+    c = 1 + on * (d.uniform(max(0.0, 1 - spec.contrast), 1 + spec.contrast) - 1)
+    s = 1 + on * (d.uniform(max(0.0, 1 - spec.saturation), 1 + spec.saturation) - 1)
+    h = on * d.uniform(-spec.hue, spec.hue)
+    order = torch.argsort(d.rand(4), dim=1)  # N x 4
     ops = [
         (spec.brightness > 0, lambda x, f: color.brightness(x, f), b, 1.0),
         (spec.contrast > 0, lambda x, f: color.contrast(x, f), c, 1.0),
@@ -76,38 +102,45 @@ def make_view(
     mean: torch.Tensor,
     std: torch.Tensor,
     generator: torch.Generator,
+    shard: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """``uint8 (N, C, H, W) -> float (N, C, size, size)``, normalized by ``mean``/``std``."""
+    """``uint8 (N, C, H, W) -> float (N, C, size, size)``, normalized by ``mean``/``std``.
+
+    ``shard = (start, total)``: these ``N`` images are rows ``start..start+N`` of a global batch
+    of ``total`` (see :class:`Draws`); default: the whole batch.
+    """
     n, _, height, width = images.shape
     g = generator
+    d = Draws(g, n, *shard) if shard is not None else Draws(g, n)
     x = images.float().div_(255)
-    boxes = sample_crop_boxes(n, height, width, spec.crop_scale, spec.crop_ratio, g)
-    flip = _bernoulli(n, spec.flip_p, g)
+    boxes = d.cut(sample_crop_boxes(d.size, height, width, spec.crop_scale, spec.crop_ratio, g))
+    flip = d.bernoulli(spec.flip_p)
     x = resized_crop(x, boxes, flip, spec.size)
     if spec.jitter_p > 0:
-        x = _jitter(x, spec, g)
+        x = _jitter(x, spec, d)
     if spec.grayscale_p > 0 and x.shape[1] == 3:
-        gray = _bernoulli(n, spec.grayscale_p, g).view(-1, 1, 1, 1)
+        gray = d.bernoulli(spec.grayscale_p).view(-1, 1, 1, 1)
         x = torch.where(gray, color.grayscale(x).expand_as(x), x)
     if spec.blur_p > 0:
         # SimCLR: kernel 10% of the image side, sigma uniform in [0.1, 2.0], p = 0.5
         kernel = max(3, int(0.1 * spec.size) // 2 * 2 + 1)
-        sigma = _uniform(n, spec.blur_sigma[0], spec.blur_sigma[1], g)
+        sigma = d.uniform(spec.blur_sigma[0], spec.blur_sigma[1])
         blurred = gaussian_blur(x, sigma, kernel)
-        x = torch.where(_bernoulli(n, spec.blur_p, g).view(-1, 1, 1, 1), blurred, x)
+        x = torch.where(d.bernoulli(spec.blur_p).view(-1, 1, 1, 1), blurred, x)
     if spec.solarize_p > 0:
-        x = color.solarize(x, _bernoulli(n, spec.solarize_p, g))
+        x = color.solarize(x, d.bernoulli(spec.solarize_p))
     if spec.translate > 0 and spec.translate_p > 0:
-        x = translate_reflect(x, spec.translate, _bernoulli(n, spec.translate_p, g), g)
+        x = translate_reflect(x, spec.translate, d.bernoulli(spec.translate_p), d)
     return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
-def translate_reflect(x: torch.Tensor, max_shift: int, on: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def translate_reflect(x: torch.Tensor, max_shift: int, on: torch.Tensor, draws: Draws | torch.Generator) -> torch.Tensor:
     """Shift each image by integers ``dx, dy`` uniform in ``[-max_shift, max_shift]`` (where ``on``),
     filling the border by reflection: AMDIM's and CPC's ``RandomTranslateWithReflect``."""
     n, _, height, width = x.shape
+    d = draws if isinstance(draws, Draws) else Draws(draws, n)
     t = min(max_shift, height - 1, width - 1)
-    shift = torch.randint(-max_shift, max_shift + 1, (n, 2), device=g.device, generator=g).clamp(-t, t)
+    shift = d.randint(-max_shift, max_shift + 1, 2).clamp(-t, t)
     shift = shift * on.unsqueeze(1).to(shift.dtype)
     padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")
     rows = torch.arange(height, device=x.device).unsqueeze(0) + t - shift[:, 1:2]  # rows: N x H

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from csl.distributed import gather
+from csl.distributed import gather, rank, world_size
 from csl.errors import ConfigError
 from csl.methods.views import require_views
 
@@ -86,7 +86,10 @@ class DIM(nn.Module):
             for a, b in directions:
                 source = emb[str(src)][a]  # source: N x D x L_s
                 if source.shape[2] > 1:  # a random location per image (AMDIM's 5-5 comparison)
-                    loc = torch.randint(source.shape[2], (n,), device=generator.device, generator=generator)
+                    # drawn for the global batch, this rank's rows: processes see what one process would
+                    w, r = world_size(), rank()
+                    loc = torch.randint(source.shape[2], (w * n,), device=generator.device,
+                                        generator=generator)[r * n:(r + 1) * n]
                     source = source[torch.arange(n, device=source.device), :, loc.to(source.device)]
                 else:
                     source = source[:, :, 0]

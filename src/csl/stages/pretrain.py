@@ -43,6 +43,8 @@ def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | Non
     data = csl_data.load(layout.prepared)
     ckpt = layout.checkpoint_dir(variant, data.meta["content_hash"])
     result = fit(params.method(variant), data, ckpt, sink)
+    if result.summary["rank"] != 0:
+        return result  # every process trains; rank 0 alone writes the outputs
     out = layout.pretrain_dir(variant)
     buf = io.BytesIO()
     torch.save(encoder_payload(params, variant, data.meta, result.encoder_state), buf)
@@ -54,7 +56,11 @@ def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | Non
 
 def main(params: Params, project: Path, variant: str) -> None:
     from csl import tracking
+    from csl.distributed import launch_rank
 
+    if launch_rank() != 0:  # the other processes of a multi-process run train and leave the rest to rank 0
+        pretrain(params, variant, project)
+        return
     cfg = params.method(variant)
     layout = Layout(project, params)
     with tracking.stage_run(project, params.tracking.experiment, "pretrain", variant) as rec:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from csl.distributed import rank, world_size
+
 
 class InMemoryImages(Dataset):
     """``(N, C, H, W)`` uint8 tensor; a list of indices gives the whole batch in one gather."""
@@ -26,11 +28,17 @@ class InMemoryImages(Dataset):
 
 
 class EpochShuffle(Sampler[int]):
-    """A permutation seeded by ``(seed, epoch)``: a resumed run sees the same order."""
+    """A permutation seeded by ``(seed, epoch)``: a resumed run sees the same order.
 
-    def __init__(self, n: int, seed: int) -> None:
+    With ``W`` processes every rank draws the same permutation, cuts it into global batches of
+    ``W * batch_size`` and takes its contiguous share of each, in rank order: the global batches
+    (and the order of their rows after a gather) are those of one process with the global batch.
+    """
+
+    def __init__(self, n: int, seed: int, batch_size: int) -> None:
         self.n = n
         self.seed = seed
+        self.batch_size = batch_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning at every epoch start
@@ -38,10 +46,14 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        perm = torch.randperm(self.n, generator=g)
+        w, b = world_size(), self.batch_size
+        batches = self.n // (w * b)
+        mine = perm[: batches * w * b].view(batches, w, b)[:, rank()]  # batches x b
+        return iter(mine.flatten().tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return (self.n // (world_size() * self.batch_size)) * self.batch_size
 
 
 def _stack(batch: Any) -> Any:
@@ -51,5 +63,5 @@ def _stack(batch: Any) -> Any:
 
 def train_loader(images: np.ndarray, batch_size: int, seed: int) -> DataLoader:
     ds = InMemoryImages(images)
-    return DataLoader(ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed), drop_last=True,
+    return DataLoader(ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed, batch_size), drop_last=True,
                       collate_fn=_stack, num_workers=0)

@@ -97,6 +97,8 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         devices=t.devices,
         num_nodes=t.num_nodes,
         precision=precision,  # type: ignore[arg-type]
+        strategy="ddp" if world > 1 else "auto",  # gloo on CPU, NCCL on GPU
+        use_distributed_sampler=False,  # EpochShuffle shards the global batches itself
         deterministic="warn" if t.deterministic else False,
         limit_train_batches=t.limit_train_batches,
         callbacks=callbacks,
@@ -133,6 +135,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         "resumed_from": resume,
         "precision": precision,
         "processes": world,
+        "rank": int(trainer.global_rank),
     }
     encoder: torch.nn.Module = module.method.encoder  # type: ignore[assignment]
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}

@@ -44,7 +44,8 @@ class PretrainModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(self.seed * 7919 + self.global_rank)
+        # the same seed on every rank: each draws the global batch's parameters and takes its rows
+        self.generator.manual_seed(self.seed * 7919)
         if self._rng_state is not None:
             self.generator.set_state(self._rng_state)
 
