@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from csl.k8s.render import JobSpec, render
 from conftest import BIN, csl_env, tiny_method
 
 VARIANT = "simclr-tiny"
@@ -50,9 +51,10 @@ def test_two_nodes_train_the_same_encoder_as_one_process(project: Path) -> None:
     os.remove(project / "runs" / VARIANT / "pretrain" / "encoder.pt")
 
     port = free_port()
-    # the manifest's container command: torchrun reads the PET_* variables the operator sets
-    cmd = [str(BIN / "torchrun"), "-m", "csl", "pretrain", "--variant", VARIANT,
-           f"methods.{VARIANT}.train.batch_size=32", f"methods.{VARIANT}.train.num_nodes=2"]
+    # the rendered manifest's container command; torchrun reads the PET_* variables the operator sets
+    job = render(JobSpec(VARIANT, nodes=2))
+    command = job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"]
+    cmd = [str(BIN / command[0]), *command[1:], f"methods.{VARIANT}.train.batch_size=32"]
     pods = [subprocess.Popen(cmd, cwd=project, env=pod_env(project, node, port), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for node in (0, 1)]
     logs = [p.communicate(timeout=600)[0] for p in pods]

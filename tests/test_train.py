@@ -122,3 +122,19 @@ def test_training_changes_the_encoder(prepared, tmp_path: Path) -> None:  # type
     changed = [k for k in init if init[k].is_floating_point() and not torch.equal(init[k], out.encoder_state[k])]
     assert len(changed) > len(init) // 2
     assert out.summary["steps"] == 256 // 64 and out.summary["global_batch"] == 64
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = parse_method(tiny_method(epochs=3), "m")
+    straight = fit(cfg, prepared, tmp_path / "a")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(cfg, prepared, tmp_path / "b", extra_callbacks=[CrashAtEpoch(2)])
+    last, prev = tmp_path / "b" / "last.ckpt", tmp_path / "b" / "prev.ckpt"
+    assert torch.load(prev, weights_only=True)["epoch"] == 0 and torch.load(last, weights_only=True)["epoch"] == 1
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # a copy cut short
+    resumed = fit(cfg, prepared, tmp_path / "b")
+    assert resumed.summary["resumed_from"] == str(prev)
+    for k, v in straight.encoder_state.items():  # epochs 2 and 3 redone from the epoch-1 state
+        torch.testing.assert_close(resumed.encoder_state[k], v, msg=f"{k} differs")
+    assert torch.load(last, weights_only=True)["epoch"] == 2  # a good checkpoint again

@@ -16,6 +16,7 @@ EPILOG = """examples:
   csl params                                # print the resolved parameters
   csl methods                               # registered methods, components, and the variants here
   csl methods show byol                     # a method's defaults and the losses it takes
+  csl k8s render --variant dino-small --nodes 4 --nproc-per-node 8 --gpus 8 --elastic > job.yaml
 """
 
 
@@ -49,6 +50,25 @@ def _parser() -> argparse.ArgumentParser:
                                    "'csl methods show NAME' prints a method's defaults or a variant's composition")
     m.add_argument("action", nargs="?", choices=["show"], help="show one method or variant")
     m.add_argument("name", nargs="?", help="method or variant name (with 'show')")
+    k = sub.add_parser("k8s", help="render or validate a Kubeflow PyTorchJob for pretraining",
+                       description="render a variant's pretraining as a Kubeflow PyTorchJob (validated offline "
+                                   "against the CRD schema and the operator's webhook rules), or validate a file")
+    ks = k.add_subparsers(dest="k8s_command", required=True, metavar="ACTION")
+    kr = ks.add_parser("render", help="print the PyTorchJob YAML for a variant")
+    kr.add_argument("--variant", required=True)
+    kr.add_argument("--nodes", type=int, default=2, help="pods: 1 Master + nodes-1 Workers (default: 2)")
+    kr.add_argument("--nproc-per-node", type=int, default=1, help="processes per pod (one per GPU)")
+    kr.add_argument("--gpus", type=int, default=0, help="GPUs per pod (default: 0, CPU training)")
+    kr.add_argument("--cpu", default="4", help="CPU request and limit per pod")
+    kr.add_argument("--memory", default="16Gi", help="memory request and limit per pod")
+    kr.add_argument("--image", default="ghcr.io/csl-project/csl:latest")
+    kr.add_argument("--elastic", action="store_true", help="add an elasticPolicy (torchrun restarts on failure)")
+    kr.add_argument("--max-restarts", type=int, default=3)
+    kr.add_argument("--pvc", default="csl-workspace", help="PersistentVolumeClaim holding the project")
+    kr.add_argument("--namespace")
+    kr.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    kv = ks.add_parser("validate", help="validate a PyTorchJob YAML file offline")
+    kv.add_argument("file")
     return p
 
 
@@ -64,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run.run(project, params_path, args.overrides, force=args.force)
             return 0
+        if args.command == "k8s":
+            return _k8s(args, params_path)
         if args.command == "methods":
             from csl import catalog
             from csl.errors import ConfigError
@@ -106,6 +128,45 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("csl: interrupted; completed outputs are intact (all writes are atomic)", file=sys.stderr)
         return 130
+
+
+def _k8s(args: argparse.Namespace, params_path: Path) -> int:
+    import yaml
+
+    from csl.errors import ConfigError
+    from csl.k8s.validate import validate
+
+    if args.k8s_command == "validate":
+        path = Path(args.file)
+        if not path.is_file():
+            raise ConfigError(f"{path} not found")
+        job = yaml.safe_load(path.read_text())
+        problems = validate(job) if isinstance(job, dict) else ["not a YAML mapping"]
+        for p in problems:
+            print(f"{path}: {p}", file=sys.stderr)
+        if problems:
+            return 2
+        print(f"{path}: valid PyTorchJob")
+        return 0
+    from csl.k8s.render import JobSpec, render
+    from csl.params import load_params
+
+    load_params(params_path).method(args.variant)  # the variant must exist here
+    job = render(JobSpec(variant=args.variant, image=args.image, nodes=args.nodes,
+                         nproc_per_node=args.nproc_per_node, gpus_per_node=args.gpus, cpu=args.cpu,
+                         memory=args.memory, elastic=args.elastic, max_restarts=args.max_restarts, pvc=args.pvc,
+                         namespace=args.namespace))
+    problems = validate(job)
+    if problems:  # a bug in the renderer, not user input
+        raise ConfigError("rendered job is invalid: " + "; ".join(problems))
+    text = yaml.safe_dump(job, sort_keys=False)
+    if args.output:
+        from csl.io import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.output), text.encode())
+    else:
+        print(text, end="")
+    return 0
 
 
 if __name__ == "__main__":

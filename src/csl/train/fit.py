@@ -17,7 +17,7 @@ from csl.data.prepared import Prepared
 from csl.encoders.global_bn import convert_to_global_bn
 from csl.methods.config import MethodConfig
 from csl.train.build import build_method
-from csl.train.checkpoint import EpochCheckpoint
+from csl.train.checkpoint import EpochCheckpoint, resume_checkpoint
 from csl.train.checkpoint_io import AtomicCheckpointIO
 from csl.train.data import train_loader
 from csl.train.history import EpochHistory, MetricSink
@@ -51,7 +51,8 @@ def _quiet_lightning() -> None:
 
 def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | None = None,
         extra_callbacks: list[L.Callback] | None = None) -> FitResult:
-    """Train ``cfg`` on ``data.train``; resume from ``ckpt_dir/last.ckpt`` when present.
+    """Train ``cfg`` on ``data.train``; resume from ``ckpt_dir/last.ckpt`` when present (or from
+    ``prev.ckpt`` when the last one is unreadable).
 
     A checkpoint is written (atomically) after every epoch. ``extra_callbacks`` are added to the
     trainer's own.
@@ -111,8 +112,8 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         log_every_n_steps=10,
         default_root_dir=str(ckpt_dir),
     )
-    last = ckpt_dir / "last.ckpt"
-    resume = str(last) if last.is_file() else None
+    found = resume_checkpoint(ckpt_dir)
+    resume = str(found) if found is not None else None
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=train_loader(data.train.images, t.batch_size, t.seed), ckpt_path=resume,
                 weights_only=True)
