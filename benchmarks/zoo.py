@@ -96,12 +96,15 @@ def render(rows: list[dict[str, Any]], dataset: str) -> str:
     for r in rows:
         beats = r["linear_top1"] > r["random_linear_top1"] and r["knn_top1"] > r["random_knn_top1"]
         lines.append(
-            f"| {r['variant']} | {r['method']}: {r['parts']} | {r['epochs']} | {100 * r['linear_top1']:.2f}% "
+            f"| {r['variant']} | {r['method']}: {r['parts'].replace('|', chr(92) + '|')} | {r['epochs']} | {100 * r['linear_top1']:.2f}% "
             f"| {100 * r['knn_top1']:.2f}% | {100 * r['random_linear_top1']:.2f}% | {100 * r['random_knn_top1']:.2f}% "
             f"| {'yes' if beats else '**no**'} (+{100 * (r['linear_top1'] - r['random_linear_top1']):.1f} / "
             f"+{100 * (r['knn_top1'] - r['random_knn_top1']):.1f}) | {r['images_per_s']:.0f} "
             f"| {r['pretrain_seconds']:.0f} | {r['wall_seconds']:.0f} |".replace("+-", "-")
         )
+    notes = RESULTS_DIR / "zoo-notes.md"  # hand-written remarks on the runs, kept across re-renders
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
     lines += ["", "## Commands and hardware", ""]
     for r in rows:
         lines.append(f"- `{r['variant']}`: `{r['command']}` ({r['date']}; {r['hardware']})")
@@ -117,12 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="delete the work directory first")
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                     help="where zoo-results.json and RESULTS.md go (default: benchmarks/)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from zoo-results.json")
     args = ap.parse_args(argv)
 
     from csl.params import parse_params
     from csl.stages.prepare import prepare
 
     params_raw = yaml.safe_load(args.params.read_text())
+    dataset = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}.get(params_raw["data"].get("dataset"),
+                                                                           "the dataset")
+    if args.render_only:
+        rows_json = json.loads((args.results_dir / "zoo-results.json").read_text())
+        (args.results_dir / "RESULTS.md").write_text(render(rows_json, dataset))
+        return 0
     variants = args.variants or list(params_raw["methods"])
     unknown = [v for v in variants if v not in params_raw["methods"]]
     if unknown:
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['images_per_s']:.0f} images/s, {row['wall_seconds']:.0f} s", flush=True)
         ordered = [rows[k] for k in params_raw["methods"] if k in rows]
         results_json.write_text(json.dumps(ordered, indent=2) + "\n")
-        results_md.write_text(render(ordered, params_raw["data"].get("dataset", "the dataset")))
+        results_md.write_text(render(ordered, dataset))
     print(f"results: {results_md}\nreproduce: python benchmarks/zoo.py --epochs {args.epochs}")
     return 0
 
