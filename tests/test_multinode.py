@@ -10,7 +10,6 @@ import socket
 import subprocess
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
@@ -75,57 +74,3 @@ def test_two_nodes_train_the_same_encoder_as_one_process(project: Path) -> None:
     runs = client.search_runs([exp.experiment_id], "tags.`csl.stage` = 'pretrain'")
     assert len(runs) == 2  # the single-process run and one run (rank 0's) for the 2-node job
 
-
-def launch(project: Path, port: int, epochs: int) -> list[subprocess.Popen]:
-    job = render(JobSpec(VARIANT, nodes=2))
-    command = job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"]
-    cmd = [str(BIN / command[0]), *command[1:], f"methods.{VARIANT}.train.batch_size=32",
-           f"methods.{VARIANT}.train.epochs={epochs}"]
-    return [subprocess.Popen(cmd, cwd=project, env=pod_env(project, node, port), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True) for node in (0, 1)]
-
-
-def test_worker_killed_mid_epoch_then_resubmitted_resumes_to_the_same_encoder(project: Path) -> None:
-    """SIGKILL the Worker pod's processes during training (12 short epochs); the Master fails; a re-submitted
-    job resumes from the last checkpoint on the shared project and ends with the encoder of an
-    uninterrupted 2-node run."""
-    import signal
-    import time
-
-    set_variant(project)
-    env = csl_env(project)
-    subprocess.run([str(BIN / "csl"), "prepare"], cwd=project, env=env, check=True, capture_output=True)
-    straight = launch(project, free_port(), epochs=12)
-    for p in straight:
-        assert p.wait(timeout=600) == 0, p.communicate()[0][-3000:]
-    expected = torch.load(project / "runs" / VARIANT / "pretrain" / "encoder.pt", weights_only=True)
-    for d in ("runs", "checkpoints"):
-        subprocess.run(["rm", "-rf", str(project / d)], check=True)
-
-    pods = launch(project, free_port(), epochs=12)
-    ckpts = project / "checkpoints" / VARIANT
-    deadline = time.time() + 300
-    while time.time() < deadline:  # wait for the first epoch's checkpoint, then kill the Worker
-        found = list(ckpts.glob("*/last.ckpt"))
-        if found and torch.load(found[0], weights_only=True)["epoch"] >= 0:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("no checkpoint appeared")
-    os.killpg(pods[1].pid, signal.SIGKILL)
-    pods[1].wait()
-    try:
-        master_rc = pods[0].wait(timeout=120)  # the Master's collectives fail without its peer
-    except subprocess.TimeoutExpired:
-        os.killpg(pods[0].pid, signal.SIGKILL)
-        master_rc = pods[0].wait()
-    assert master_rc != 0 and not (project / "runs" / VARIANT / "pretrain" / "encoder.pt").exists()
-
-    resubmitted = launch(project, free_port(), epochs=12)  # the operator (or a re-submission) restarts both pods
-    logs = [p.communicate(timeout=600)[0] for p in resubmitted]
-    assert all(p.returncode == 0 for p in resubmitted), logs[0][-3000:]
-    resumed = torch.load(project / "runs" / VARIANT / "pretrain" / "encoder.pt", weights_only=True)
-    metrics = yaml.safe_load((project / "runs" / VARIANT / "pretrain" / "metrics.json").read_text())
-    assert metrics["resumed_from"] is not None
-    for k, v in expected["state_dict"].items():
-        torch.testing.assert_close(resumed["state_dict"][k], v, rtol=1e-4, atol=1e-5, msg=f"{k} differs")
