@@ -16,6 +16,9 @@ import yaml
 from csl.io import atomic_write_bytes
 from conftest import BIN, csl_env, tiny_method
 
+#: tiny epochs take tens of milliseconds: enough of them that the signal lands mid-training
+EPOCHS = 300
+
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "out.bin"
@@ -33,7 +36,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch:
 
 def test_sigint_mid_training_then_resume(project: Path) -> None:
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["methods"]["simclr-tiny"] = tiny_method(epochs=40)
+    raw["methods"]["simclr-tiny"] = tiny_method(epochs=EPOCHS)
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     env = csl_env(project)
     subprocess.run([str(BIN / "csl"), "prepare"], cwd=project, env=env, check=True, capture_output=True)
@@ -45,7 +48,7 @@ def test_sigint_mid_training_then_resume(project: Path) -> None:
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         seen += line
-        if line.startswith("epoch 2/40"):
+        if line.startswith(f"epoch 2/{EPOCHS}"):
             break
     else:
         proc.kill()
@@ -59,14 +62,14 @@ def test_sigint_mid_training_then_resume(project: Path) -> None:
     assert len(ckpts) == 1
     state = torch.load(ckpts[0], weights_only=True)  # a complete, loadable checkpoint
     done = state["epoch"] + 1
-    assert 1 <= done < 40  # the signal may land while epoch 2 is being saved: then epoch 1 is kept
+    assert 1 <= done < EPOCHS  # the signal may land while epoch 2 is being saved: then epoch 1 is kept
     assert not [p for p in ckpts[0].parent.iterdir() if p.name.endswith(".tmp")]
 
     resumed = subprocess.run([str(BIN / "csl"), "pretrain", "--variant", "simclr-tiny"], cwd=project, env=env,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"epoch {done + 1}/40" in resumed.stdout and "epoch 1/40" not in resumed.stdout
+    assert f"epoch {done + 1}/{EPOCHS}" in resumed.stdout and f"epoch 1/{EPOCHS}" not in resumed.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["resumed_from"].endswith("last.ckpt") and metrics["epochs"] == 40
+    assert metrics["resumed_from"].endswith("last.ckpt") and metrics["epochs"] == EPOCHS
     history = json.loads((out / "history.json").read_text())
-    assert [int(r["epoch"]) for r in history] == list(range(40))
+    assert [int(r["epoch"]) for r in history] == list(range(EPOCHS))
