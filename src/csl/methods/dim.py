@@ -70,9 +70,7 @@ class DIM(nn.Module):
         return z.reshape(n, -1, z.shape[1]).permute(0, 2, 1)
 
     def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        views = self.augment(images, generator)
-        if len(views) < 2 or views[0].shape != views[1].shape:
-            raise ConfigError("method 'dim' needs two views of the same size")
+        views = self.augment(images, generator)  # build_dim checked two views of one size
         n = images.shape[0]
         x = torch.cat(views[:2])
         if self.channels_last:

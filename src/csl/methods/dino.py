@@ -78,9 +78,7 @@ class DINO(nn.Module):
 
     def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         views = self.augment(images, generator)
-        ng = n_global(views)
-        if len(views) < 2:
-            raise ConfigError("DINO needs at least two views")
+        ng = n_global(views)  # build_dino checked >= 2 views
         student = gather_all(embed_views(views, self.encoder, self.projector, self.channels_last))
         with torch.no_grad():  # the centre is then the mean over the global batch
             teacher = gather_all(embed_views(views[:ng], self.target_encoder, self.target_projector,

@@ -83,9 +83,7 @@ class SwAV(nn.Module):
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         views = self.augment(images, generator)
-        assign = list(range(min(self.n_assign, n_global(views))))
-        if len(assign) < 1 or len(views) < 2:
-            raise ConfigError("SwAV needs at least two views with one global crop")
+        assign = list(range(min(self.n_assign, n_global(views))))  # build_swav checked >= 2 views
         zs = gather_all([F.normalize(z, dim=1)
                          for z in embed_views(views, self.encoder, self.projector, self.channels_last)])
         scores = [self.prototypes(z.to(self.prototypes.weight.dtype)).float() for z in zs]
