@@ -133,3 +133,35 @@ def prepared(idx_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
 
     write(read(DataConfig(source=str(idx_dir), max_train=256, max_test=64), tmp_path, seed=0), tmp_path / "prep")
     return load_prepared(tmp_path / "prep")
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server():  # type: ignore[no-untyped-def]
+    """A real S3-protocol HTTP server (moto's) on loopback; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The loopback S3 server with credentials and endpoint in this process's environment, and a
+    fresh bucket; yields ``(endpoint, bucket, env)`` where ``env`` is for subprocesses."""
+    import uuid
+
+    import boto3
+
+    env = {**S3_ENV, "AWS_ENDPOINT_URL_S3": s3_server, "AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+           "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    bucket = f"csl-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    yield s3_server, bucket, env

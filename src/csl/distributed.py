@@ -26,6 +26,28 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
+def init_after_elastic_restart(backend: str) -> bool:
+    """Under torchrun, after a restart (``TORCHELASTIC_RESTART_COUNT`` > 0), create the default
+    process group on the agent's store under a prefix of this attempt; returns True if it did.
+
+    The agent keeps its store across restarts of the worker group, so a restarted rank can read
+    the previous attempt's address of a peer from it and fail to connect ("Gloo connectFullMesh
+    failed ... Connection refused", or a hang): seen here in a third of the restarts. Keys under
+    ``csl/attempt_<n>`` cannot be stale. Lightning then finds the group initialized and uses it.
+    """
+    import os
+    from datetime import timedelta
+
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if attempt == 0 or not dist.is_available() or dist.is_initialized() or "MASTER_ADDR" not in os.environ:
+        return False
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                          int(os.environ["WORLD_SIZE"]), is_master=False, timeout=timedelta(minutes=10))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"csl/attempt_{attempt}", store),
+                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+    return True
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 

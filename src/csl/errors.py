@@ -29,3 +29,11 @@ class NonFiniteLossError(CslError):
 
 class TrackingError(CslError):
     """The MLflow tracking server cannot be reached or refused a request."""
+
+
+class StorageError(CslError):
+    """Object storage (S3) cannot be reached, refused a request, or lacks a bucket."""
+
+
+class JobFailedError(CslError):
+    """A cluster job (PyTorchJob) ended in failure; the message carries the operator's reason."""

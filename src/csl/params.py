@@ -1,12 +1,13 @@
 """params.yaml: the whole pipeline's parameters, loaded strictly and typed.
 
 Top-level sections: ``data``, ``variants`` (the method variants the pipeline runs, the DVC
-matrix), ``methods`` (each variant's composition), ``eval``, ``tracking``. The file layout is
+matrix), ``methods`` (each variant's composition), ``eval``, ``tracking``, ``storage``. The file layout is
 fixed (:mod:`csl.stages.layout`) so that dvc.yaml and the stages agree.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,43 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Object storage beside the project directory (``null``: the project directory only).
+
+    ``checkpoints: s3://BUCKET/PREFIX``: every epoch's checkpoint is also uploaded there and a
+    (re)started job resumes from it, so a pod rescheduled on a fresh node loses nothing.
+    ``artifacts: s3://BUCKET/PREFIX``: the stages' outputs (``runs/<variant>/...``) are uploaded
+    there too. ``CSL_CHECKPOINT_URI`` and ``CSL_ARTIFACT_URI`` override them (a Kubernetes
+    ConfigMap sets those); credentials and the endpoint come from the environment
+    (:mod:`csl.io.s3`).
+    """
+
+    checkpoints: str | None = None
+    artifacts: str | None = None
+
+    def validate(self, path: str = "storage") -> None:
+        for key in ("checkpoints", "artifacts"):
+            v = getattr(self, key)
+            if v is not None and not v.startswith("s3://"):
+                raise ConfigError(f"'{path}.{key}' is {v!r}; use s3://BUCKET/PREFIX, or null for the "
+                                  "project directory alone")
+
+    @property
+    def checkpoint_uri(self) -> str | None:
+        return os.environ.get("CSL_CHECKPOINT_URI") or self.checkpoints
+
+    @property
+    def artifact_uri(self) -> str | None:
+        return os.environ.get("CSL_ARTIFACT_URI") or self.artifacts
+
+
+@dataclass(frozen=True)
 class _Plain:
     data: DataConfig = field(default_factory=DataConfig)
     variants: list[str] = field(default_factory=list)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,7 @@ class Params:
     eval: EvalConfig
     tracking: TrackingConfig
     raw: dict[str, Any]
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def method(self, variant: str) -> MethodConfig:
         if variant not in self.methods:
@@ -60,6 +94,7 @@ class Params:
             "methods": {k: v.as_dict() for k, v in self.methods.items()},
             "eval": to_dict(self.eval),
             "tracking": to_dict(self.tracking),
+            "storage": to_dict(self.storage),
         }
 
 
@@ -78,7 +113,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         if v not in methods:
             raise ConfigError(f"'variants[{i}]' is {v!r}, which is not in 'methods' "
                               f"(defined: {', '.join(methods)})")
-    return Params(plain.data, plain.variants, methods, plain.eval, plain.tracking, raw)
+    return Params(plain.data, plain.variants, methods, plain.eval, plain.tracking, raw, plain.storage)
 
 
 def read_raw(path: Path) -> dict[str, Any]:

@@ -41,3 +41,27 @@ class Layout:
         cfg = json.dumps({"method": self.params.method(variant).as_dict(), "data": data_hash}, sort_keys=True)
         key = hashlib.sha256(cfg.encode()).hexdigest()[:12]
         return self.project / CHECKPOINTS / variant / key
+
+    def remote_checkpoint_dir(self, variant: str, data_hash: str) -> str | None:
+        """``storage.checkpoints`` + the same ``<variant>/<key>`` as the local directory, or None."""
+        base = self.params.storage.checkpoint_uri
+        if not base:
+            return None
+        rel = self.checkpoint_dir(variant, data_hash).relative_to(self.project / CHECKPOINTS)
+        return f"{base.rstrip('/')}/{rel.as_posix()}"
+
+    def check_storage(self) -> None:
+        """Fail before any work when a configured bucket cannot be reached (the error names the fix)."""
+        from csl.io import s3
+
+        for uri in {self.params.storage.checkpoint_uri, self.params.storage.artifact_uri} - {None}:
+            s3.check_bucket(str(uri))
+
+    def upload_artifacts(self, out: Path) -> list[str]:
+        """Upload a stage's output directory to ``storage.artifacts`` (same relative path)."""
+        base = self.params.storage.artifact_uri
+        if not base:
+            return []
+        from csl.io import s3
+
+        return s3.upload_dir(out, f"{base.rstrip('/')}/{out.relative_to(self.project).as_posix()}")

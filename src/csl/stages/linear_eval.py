@@ -22,6 +22,7 @@ from csl.stages.layout import PREPARED, Layout
 def linear_eval(params: Params, variant: str, project: Path) -> dict[str, Any]:
     """Pure stage: encoder + prepared data -> ``runs/<variant>/eval/{metrics.json,embedding_map.npz}``."""
     layout = Layout(project, params)
+    layout.check_storage()
     data = csl_data.load(layout.prepared)
     payload = read_payload(layout.pretrain_dir(variant) / "encoder.pt")
     if payload["dataset_content_hash"] != data.meta["content_hash"]:
@@ -44,6 +45,7 @@ def linear_eval(params: Params, variant: str, project: Path) -> dict[str, Any]:
     atomic_write_bytes(out / "embedding_map.npz", buf.getvalue())
     atomic_write_json(out / "protocol.json", protocol_record(cfg))
     atomic_write_json(out / "metrics.json", metrics)  # last: its presence means the stage completed
+    layout.upload_artifacts(out)
     return metrics
 
 

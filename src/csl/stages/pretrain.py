@@ -40,9 +40,11 @@ def encoder_payload(params: Params, variant: str, meta: dict[str, Any], state: d
 def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | None = None) -> FitResult:
     """Pure stage: prepared data -> ``runs/<variant>/pretrain/{encoder.pt,history.json,metrics.json}``."""
     layout = Layout(project, params)
+    layout.check_storage()
     data = csl_data.load(layout.prepared)
     ckpt = layout.checkpoint_dir(variant, data.meta["content_hash"])
-    result = fit(params.method(variant), data, ckpt, sink)
+    remote = layout.remote_checkpoint_dir(variant, data.meta["content_hash"])
+    result = fit(params.method(variant), data, ckpt, sink, remote_ckpt=remote)
     if result.summary["rank"] != 0:
         return result  # every process trains; rank 0 alone writes the outputs
     out = layout.pretrain_dir(variant)
@@ -51,6 +53,7 @@ def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | Non
     atomic_write_bytes(out / "encoder.pt", buf.getvalue())
     atomic_write_json(out / "history.json", result.history)
     atomic_write_json(out / "metrics.json", {**result.summary, "checkpoint_dir": str(ckpt.relative_to(project))})
+    layout.upload_artifacts(out)
     return result
 
 

@@ -5,6 +5,12 @@ temporary name, fsync, rename); before it, the current ``last.ckpt`` is renamed 
 ``prev.ckpt``. A checkpoint that cannot be read (truncated by a full disk, a killed copy to
 shared storage, bit rot) is detected when resuming and the previous one is used
 (:func:`resume_checkpoint`). Rank 0 alone writes.
+
+With a remote (``storage.checkpoints: s3://...``, see :mod:`csl.io.s3`), each new
+``last.ckpt`` is uploaded after it is written locally, the remote ``last.ckpt`` first copied
+to ``prev.ckpt`` (an S3 PUT is atomic, so the remote pair is always two complete
+checkpoints); before training, every process fetches the remote pair into its local
+directory (:func:`fetch_remote`), so a job restarted on fresh nodes resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -15,17 +21,39 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from csl.io import s3
 
 
 class EpochCheckpoint(L.Callback):
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, remote: str | None = None) -> None:
         self.path = Path(directory) / "last.ckpt"
         self.prev = Path(directory) / "prev.ckpt"
+        self.remote = s3.S3Path.parse(remote) if remote else None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero and self.path.is_file():
             os.replace(self.path, self.prev)
         trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, loops, RNG
+        if trainer.is_global_zero and self.remote is not None:
+            last = self.remote / "last.ckpt"
+            if s3.exists(last):
+                s3.copy(last, self.remote / "prev.ckpt")
+            s3.upload(self.path, last)
+
+
+def fetch_remote(directory: Path, remote: str) -> list[str]:
+    """Download the remote ``last.ckpt``/``prev.ckpt`` (when present) over the local ones.
+
+    The remote pair is authoritative: it is written after the local one, by the same rank.
+    Returns the names fetched.
+    """
+    base = s3.S3Path.parse(remote)
+    fetched = []
+    for name in ("prev.ckpt", "last.ckpt"):
+        if s3.exists(base / name):
+            s3.download(base / name, Path(directory) / name)
+            fetched.append(name)
+    return fetched
 
 
 def readable(path: Path) -> bool:

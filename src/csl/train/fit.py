@@ -17,7 +17,9 @@ from csl.data.prepared import Prepared
 from csl.encoders.global_bn import convert_to_global_bn
 from csl.methods.config import MethodConfig
 from csl.train.build import build_method
-from csl.train.checkpoint import EpochCheckpoint, resume_checkpoint
+from csl.distributed import init_after_elastic_restart, launch_rank
+from csl.io import s3
+from csl.train.checkpoint import EpochCheckpoint, fetch_remote, resume_checkpoint
 from csl.train.checkpoint_io import AtomicCheckpointIO
 from csl.train.data import train_loader
 from csl.train.history import EpochHistory, MetricSink
@@ -50,15 +52,18 @@ def _quiet_lightning() -> None:
 
 
 def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | None = None,
-        extra_callbacks: list[L.Callback] | None = None) -> FitResult:
+        extra_callbacks: list[L.Callback] | None = None, remote_ckpt: str | None = None) -> FitResult:
     """Train ``cfg`` on ``data.train``; resume from ``ckpt_dir/last.ckpt`` when present (or from
     ``prev.ckpt`` when the last one is unreadable).
 
-    A checkpoint is written (atomically) after every epoch. ``extra_callbacks`` are added to the
-    trainer's own.
+    A checkpoint is written (atomically) after every epoch. With ``remote_ckpt``
+    (``s3://...``) it is also uploaded there, and the remote pair, when present, is fetched
+    before training and resumed from. ``extra_callbacks`` are added to the trainer's own.
     """
     _quiet_lightning()
     t = cfg.train
+    if remote_ckpt:
+        s3.check_bucket(remote_ckpt)  # before any work: an unreachable store fails now, with the fix
     L.seed_everything(t.seed, workers=True, verbose=False)
     world = t.devices * t.num_nodes
     global_batch = t.batch_size * world
@@ -86,12 +91,15 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     history = EpochHistory(global_batch, sink)
     callbacks: list[L.Callback] = [
         history,  # before the checkpoint, so that the saved history includes this epoch
-        EpochCheckpoint(ckpt_dir),
+        EpochCheckpoint(ckpt_dir, remote_ckpt),
         *(extra_callbacks or []),
     ]
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     torch.set_float32_matmul_precision("high")
+    if world > 1:
+        on_gpu = t.accelerator == "gpu" or (t.accelerator == "auto" and torch.cuda.is_available())
+        init_after_elastic_restart("nccl" if on_gpu else "gloo")
     trainer = L.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,
@@ -112,6 +120,10 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         log_every_n_steps=10,
         default_root_dir=str(ckpt_dir),
     )
+    if remote_ckpt:
+        fetched = fetch_remote(ckpt_dir, remote_ckpt)
+        if fetched and launch_rank() == 0:
+            print(f"fetched {', '.join(fetched)} from {remote_ckpt}", flush=True)
     found = resume_checkpoint(ckpt_dir)
     resume = str(found) if found is not None else None
     start = time.perf_counter()
@@ -134,6 +146,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         "pretrain_seconds": sum(r["epoch_seconds"] for r in rows),
         "wall_seconds_this_invocation": wall,
         "resumed_from": resume,
+        "remote_checkpoints": remote_ckpt,
         "precision": precision,
         "processes": world,
         "rank": int(trainer.global_rank),
