@@ -29,7 +29,7 @@ run: setup data
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/csl run
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks components pipelines
 	$(BIN)/mypy src
 	$(BIN)/python -m pytest -q
 

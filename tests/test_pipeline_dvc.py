@@ -51,7 +51,8 @@ def test_csl_run_dvc_repro_noop_and_partial_rerun(tmp_path: Path) -> None:
     assert (project / "reports" / "report.html").is_file()
     runs = pipeline_runs(project)
     assert len(runs) == 1
-    assert runs[0][1] == sorted(["prepare", "pretrain@a", "pretrain@b", "linear-eval@a", "linear-eval@b", "report"])
+    assert runs[0][1] == sorted(["prepare", "pretrain@a", "pretrain@b", "linear-eval@a", "linear-eval@b", "register@a",
+                                 "register@b", "report"])
 
     # lineage: the dataset digest logged by pretrain is DVC's md5 of the prepared data
     lock = yaml.safe_load((project / "dvc.lock").read_text())
@@ -76,5 +77,5 @@ def test_csl_run_dvc_repro_noop_and_partial_rerun(tmp_path: Path) -> None:
     assert text_before.count("\n") == (project / "params.yaml").read_text().count("\n")
     runs = pipeline_runs(project)
     assert len(runs) == 2
-    assert runs[1][1] == ["linear-eval@b", "pretrain@b", "report"]
+    assert runs[1][1] == ["linear-eval@b", "pretrain@b", "register@b", "report"]
     assert "Running stage 'pretrain@a'" not in third.stdout

@@ -13,6 +13,8 @@ EPILOG = """examples:
   csl run                                   # the whole pipeline through DVC (no-op when nothing changed)
   csl pretrain --variant simclr-small methods.simclr-small.train.epochs=2
   csl linear-eval --variant simclr-small
+  csl register --variant simclr-small        # MLflow registry: csl-encoder-fashion-mnist-simclr-small
+  csl lineage models:/csl-encoder-fashion-mnist-simclr-small@champion
   csl params                                # print the resolved parameters
   csl methods                               # registered methods, components, and the variants here
   csl methods show byol                     # a method's defaults and the losses it takes
@@ -42,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     add("prepare", "read the dataset source and write the prepared dataset (data/prepared)")
     add("pretrain", "pretrain one method variant; write runs/<variant>/pretrain/encoder.pt", variant=True)
     add("linear-eval", "linear and kNN top-1 of the frozen encoder and of a random-init baseline", variant=True)
+    add("register", "register the variant's encoder in the MLflow registry with its lineage; move 'champion' "
+                    "only when it beats the champion on the same data", variant=True)
     add("report", "write reports/report.html and report.md for all variants")
     r = add("run", "run the whole pipeline through DVC (only what changed) under one MLflow parent run")
     r.add_argument("--force", action="store_true", help="rerun every stage")
@@ -51,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
                                    "'csl methods show NAME' prints a method's defaults or a variant's composition")
     m.add_argument("action", nargs="?", choices=["show"], help="show one method or variant")
     m.add_argument("name", nargs="?", help="method or variant name (with 'show')")
+    rg = sub.add_parser("registry", help="list, show or promote registered encoders (MLflow model registry)")
+    rgs = rg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    rgs.add_parser("list", help="every csl-encoder-* version with its alias, linear top-1, data md5, commit")
+    rshow = rgs.add_parser("show", help="one version: NAME[@ALIAS|/VERSION] (NAME alone: the champion)")
+    rshow.add_argument("ref")
+    rprom = rgs.add_parser("promote", help="point an alias (default: champion) at NAME/VERSION")
+    rprom.add_argument("ref")
+    rprom.add_argument("--alias", default="champion")
+    lin = sub.add_parser("lineage", help="the whole chain of a registered encoder: dataset, code, params, runs, metrics")
+    lin.add_argument("model_uri", help="models:/NAME@ALIAS, models:/NAME/VERSION, or NAME")
+    lin.add_argument("--json", action="store_true", help="print JSON")
+    pl = sub.add_parser("pipeline", help="the Kubeflow pipeline (pipelines/csl_pipeline.py)")
+    pls = pl.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
+    plc = pls.add_parser("compile", help="compile the pipeline to KFP IR YAML")
+    plc.add_argument("-o", "--output", default="pipelines/csl_pipeline.yaml")
     k = sub.add_parser("k8s", help="render, validate, submit and follow a Kubeflow PyTorchJob for pretraining",
                        description="render a variant's pretraining as a Kubeflow PyTorchJob (validated offline "
                                    "against the CRD schema and the operator's webhook rules), or validate a file")
@@ -116,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "k8s":
             return _k8s(args, params_path)
+        if args.command == "pipeline":
+            return _pipeline(args, project)
+        if args.command in ("registry", "lineage"):
+            return _registry(args, project)
         if args.command == "methods":
             from csl import catalog
             from csl.errors import ConfigError
@@ -147,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
 
             params.method(args.variant)
             linear_eval.main(params, project, args.variant)
+        elif args.command == "register":
+            from csl.stages import register
+
+            params.method(args.variant)
+            register.main(params, project, args.variant)
         elif args.command == "report":
             from csl.stages import report
 
@@ -215,6 +243,66 @@ def _k8s(args: argparse.Namespace, params_path: Path) -> int:
         atomic_write_bytes(Path(args.output), text.encode())
     else:
         print(text, end="")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace, project: Path) -> int:
+    from csl.errors import ConfigError
+
+    if not (project / "pipelines" / "csl_pipeline.py").is_file():
+        raise ConfigError(f"no pipelines/csl_pipeline.py in {project}; run from the csl repository (or --project)")
+    sys.path.insert(0, str(project))
+    from pipelines.csl_pipeline import compile_to
+
+    out = Path(args.output) if Path(args.output).is_absolute() else project / args.output
+    compile_to(str(out))
+    print(f"compiled {out}")
+    return 0
+
+
+def _registry(args: argparse.Namespace, project: Path) -> int:
+    import json
+
+    import mlflow
+
+    from csl import tracking
+    from csl.tracking import model_registry as reg
+
+    uri = tracking.tracking_uri(project)
+    if uri.startswith(("http://", "https://")):
+        tracking._check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    if args.command == "lineage":
+        chain = reg.lineage(args.model_uri)
+        if args.json:
+            print(json.dumps(chain, indent=2, sort_keys=True))
+            return 0
+        m, d, c = chain["model"], chain["dataset"], chain["code"]
+        print(f"model     {m['uri']}  aliases: {', '.join(m['aliases']) or '-'}")
+        print(f"          champion decision: {m['champion_decision']}")
+        print(f"dataset   {d['name']} at {d['path']}  md5 {d['dvc_md5']}  remote {d['remote']}")
+        print(f"code      git {c['git_commit']}{' (dirty)' if c['git_dirty'] == 'True' else ''}")
+        print(f"params    sha256 {chain['params']['hash']}")
+        print(f"pipeline  run {chain['pipeline_run'] or '-'}")
+        for stage, r in chain["stage_runs"].items():
+            print(f"stage     {stage:<12} run {r['run_id']} {r['status']}")
+        print("metrics   " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(chain["metrics"].items())))
+        return 0
+    if args.registry_command == "list":
+        rows = reg.listing()
+        print(f"{'name':<44} {'ver':>4} {'alias':<9} {'linear':>7}  {'data md5':<36} commit")
+        for r in rows:
+            print(f"{r['name']:<44} {r['version']:>4} {r['alias']:<9} {r['linear_top1'][:6]:>7}  {r['data_md5']:<36} "
+                  f"{r['commit']}")
+        return 0
+    if args.registry_command == "show":
+        mv = reg.resolve(args.ref)
+        print(f"models:/{mv.name}/{mv.version}  aliases: {', '.join(mv.aliases or []) or '-'}")
+        for k, v in sorted(mv.tags.items()):
+            print(f"  {k}: {v}")
+        return 0
+    mv = reg.promote(args.ref, args.alias)
+    print(f"{args.alias} -> models:/{mv.name}/{mv.version}")
     return 0
 
 

@@ -72,6 +72,9 @@ def headline(project: Path) -> str:
             lines.append(f"{r['variant']:<24}{r['linear_top1']:>9.2%}{r.get('random_linear_top1', float('nan')):>10.2%}"
                          f"{r['knn_top1']:>9.2%}{r.get('random_knn_top1', float('nan')):>10.2%}"
                          f"{r.get('images_per_s') or 0:>9.0f}")
+    for reg_file in sorted(project.glob("runs/*/register/registration.json")):
+        reg = json.loads(reg_file.read_text())
+        lines.append(f"registered:   {reg['uri']}{'  (champion)' if reg['champion'] else ''}")
     uri = tracking.tracking_uri(project)
     lines.append(f"report:       {project / REPORTS / 'report.html'} (Markdown: report.md)")
     lines.append(f"MLflow store: {uri}")

@@ -212,3 +212,34 @@ def child_runs(project_dir: Path, experiment: str, parent_run_id: str) -> list[d
                             filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", output_format="list")
     return [{"run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status,
              "tags": r.data.tags, "metrics": r.data.metrics} for r in df]
+
+
+def dvc_remote_url(project_dir: Path) -> str | None:
+    """The URL of the project's default DVC remote, or None."""
+    try:
+        from dvc.repo import Repo
+
+        with Repo(str(project_dir)) as repo:
+            conf = repo.config
+            name = conf.get("core", {}).get("remote")
+            return str(conf["remote"][name]["url"]) if name else None
+    except Exception:
+        return None
+
+
+def latest_stage_runs(project_dir: Path, experiment: str, variant: str, stages: tuple[str, ...],
+                      parent_run_id: str | None = None) -> dict[str, str]:
+    """The newest finished run id of each stage for ``variant`` (under ``parent_run_id`` if given)."""
+    import mlflow
+
+    connect(project_dir, experiment)
+    found = {}
+    for stage in stages:
+        f = f"tags.`csl.stage` = '{stage}' AND tags.`csl.variant` = '{variant}' AND attributes.status = 'FINISHED'"
+        if parent_run_id:
+            f += f" AND tags.mlflow.parentRunId = '{parent_run_id}'"
+        runs = mlflow.search_runs(experiment_names=[experiment], filter_string=f, order_by=["start_time DESC"],
+                                  max_results=1, output_format="list")
+        if runs:
+            found[stage] = runs[0].info.run_id
+    return found

@@ -1,0 +1,73 @@
+"""``csl register --variant NAME``: register the variant's encoder in the MLflow model registry
+as ``csl-encoder-<dataset>-<variant>``, with its lineage, after linear-eval; move the alias
+``champion`` only when it beats the champion on the same dataset version.
+
+Writes ``runs/<variant>/register/registration.json`` (name, version, uri, champion decision).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from csl import data as csl_data
+from csl.encoders.saved import load_feature_extractor
+from csl.errors import CslError
+from csl.io import atomic_write_json
+from csl.params import Params
+from csl.stages.layout import PREPARED, Layout
+
+PIPELINE_RUN_ENV = ("CSL_PIPELINE_RUN_ID", "KFP_RUN_ID")
+
+
+def params_hash(params: Params, variant: str) -> str:
+    """sha256 of everything that determines the encoder and its metrics."""
+    from csl.config.strict import to_dict
+
+    resolved = {"method": params.method(variant).as_dict(), "data": to_dict(params.data), "eval": to_dict(params.eval)}
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+
+
+def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
+    from csl import tracking
+    from csl.tracking import model_registry
+
+    layout = Layout(project, params)
+    enc_path = layout.pretrain_dir(variant) / "encoder.pt"
+    eval_metrics = layout.eval_dir(variant) / "metrics.json"
+    if not eval_metrics.is_file():
+        raise CslError(f"{eval_metrics} not found: run 'csl linear-eval --variant {variant}' before registering")
+    metrics = json.loads(eval_metrics.read_text())
+    extractor = load_feature_extractor(enc_path)
+    meta = csl_data.read_meta(layout.prepared)
+    example = csl_data.load(layout.prepared).test.images[:4]  # uint8 (4, C, H, W): images in
+    name = model_name = model_registry.model_name(meta["name"], variant)
+    md5 = tracking.dvc_out_md5(project, PREPARED)
+    commit, dirty = tracking.git_commit(project)
+    pipeline_run = next((os.environ[k] for k in PIPELINE_RUN_ENV if os.environ.get(k)), "") or \
+        os.environ.get(tracking.PARENT_ENV, "")
+    with tracking.stage_run(project, params.tracking.experiment, "register", variant) as rec:
+        stage_runs = tracking.latest_stage_runs(project, params.tracking.experiment, variant,
+                                                ("pretrain", "linear-eval"), os.environ.get(tracking.PARENT_ENV))
+        tags = {
+            "csl.variant": variant, "csl.method": params.method(variant).method,
+            "csl.data.name": meta["name"], "csl.data.path": str(layout.prepared.relative_to(project)),
+            "csl.data.dvc_md5": md5 or "untracked", "csl.data.content_hash": meta["content_hash"],
+            "csl.data.remote": tracking.dvc_remote_url(project) or "none",
+            "csl.git_commit": commit, "csl.git_dirty": str(dirty), "csl.params_hash": params_hash(params, variant),
+            "csl.pipeline_run_id": pipeline_run, "csl.run.register": rec.run_id,
+            **{f"csl.run.{stage}": run_id for stage, run_id in stage_runs.items()},
+            **{f"csl.metrics.{k}": f"{v:.6f}" for k, v in metrics.items() if isinstance(v, (int, float))},
+        }
+        rec.tags({"csl.model_name": model_name})
+        reg = model_registry.register(extractor, example, name, enc_path, tags, float(metrics["linear_top1"]))
+        rec.tags({"csl.model_version": reg.version, "csl.champion_decision": reg.decision})
+    out = {"name": reg.name, "version": reg.version, "uri": reg.uri, "created": reg.created,
+           "champion": reg.champion, "decision": reg.decision}
+    atomic_write_json(layout.project / "runs" / variant / "register" / "registration.json", out)
+    verb = "registered" if reg.created else "unchanged:"
+    print(f"{verb} {reg.uri}{' (champion)' if reg.champion else ''}: {reg.decision}")
+    return out

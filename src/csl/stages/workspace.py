@@ -1,0 +1,47 @@
+"""A project directory assembled from parts, for running one stage where the pipeline's files
+arrive one by one (a Kubeflow step receives its inputs as artifacts): ``params.yaml`` from a
+string, inputs copied to their layout paths, then the stage's usual entry point."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from csl.errors import CslError
+
+
+def assemble(params_yaml: str, inputs: dict[str, str] | None = None, root: str | None = None) -> Path:
+    """A fresh project directory with ``params.yaml`` and each ``inputs`` path (relative layout
+    path -> existing file or directory) copied in."""
+    ws = Path(tempfile.mkdtemp(prefix="csl-step-", dir=root))
+    (ws / "params.yaml").write_text(params_yaml)
+    for rel, src in (inputs or {}).items():
+        dst, src_p = ws / rel, Path(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src_p.is_dir():
+            shutil.copytree(src_p, dst)
+        elif src_p.is_file():
+            shutil.copy2(src_p, dst)
+        else:
+            raise CslError(f"input {src} for {rel} does not exist")
+    return ws
+
+
+def run_stage(ws: Path, *args: str) -> None:
+    """``csl --project WS ARGS...``; a failure raises with the stage's exit status."""
+    from csl.cli import main
+
+    rc = main(["--project", str(ws), *args])
+    if rc != 0:
+        raise CslError(f"csl {' '.join(args)} failed with exit status {rc} (its error is printed above)")
+
+
+def export(src: Path, dst: str) -> None:
+    """Copy a stage output (file or directory) to an artifact path."""
+    d = Path(dst)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, d, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, d)

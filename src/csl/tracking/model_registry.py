@@ -1,0 +1,206 @@
+"""The encoder registry: MLflow registered models ``csl-encoder-<dataset>-<variant>``.
+
+``register`` logs the encoder as an MLflow PyTorch model (a :class:`FeatureExtractor`: images
+in, embeddings out, the training data's normalization inside) with a signature and an input
+example, and tags the new version with its lineage: the dataset (name, path, DVC md5, DVC
+remote URL), the git commit, the hash of the resolved parameters, the pipeline run, the stage
+runs and the metrics. Registration is idempotent: the same encoder (sha256 of its file) is
+never registered twice. The alias ``champion`` moves to a new version only when its linear
+top-1 beats the champion's on the same dataset version (same DVC md5); every decision is
+written on the version (tag ``csl.champion_decision``) and returned.
+
+Load a champion: ``mlflow.pytorch.load_model("models:/csl-encoder-fashion-mnist-simclr-small@champion")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from csl.errors import CslError, TrackingError
+
+CHAMPION = "champion"
+PREFIX = "csl-encoder"
+
+
+def model_name(dataset: str, variant: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", f"{PREFIX}-{dataset}-{variant}".lower()).strip("-")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Registration:
+    name: str
+    version: str
+    created: bool  # False: this encoder was registered before (idempotent)
+    champion: bool
+    decision: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def _client() -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient()
+
+
+def _find_same(client: Any, name: str, sha: str) -> Any | None:
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if mv.tags.get("csl.encoder_sha256") == sha:
+            return mv
+    return None
+
+
+def _champion(client: Any, name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def decide_champion(new_top1: float, new_md5: str, champion: Any | None) -> tuple[bool, str]:
+    """``(promote, reason)``: promote when there is no champion, or when the new version beats
+    the champion's linear top-1 on the same dataset version."""
+    if champion is None:
+        return True, "no champion yet"
+    old_md5 = champion.tags.get("csl.data.dvc_md5", "")
+    old = float(champion.tags.get("csl.metrics.linear_top1", "nan"))
+    if old_md5 != new_md5:
+        return False, (f"champion v{champion.version} was evaluated on other data ({old_md5} vs {new_md5}); "
+                       "not comparable, kept (promote explicitly with csl registry promote)")
+    if new_top1 > old:
+        return True, f"linear top-1 {new_top1:.4f} beats champion v{champion.version}'s {old:.4f}"
+    return False, f"linear top-1 {new_top1:.4f} does not beat champion v{champion.version}'s {old:.4f}"
+
+
+def register(extractor: Any, example: Any, name: str, encoder_file: Path, tags: dict[str, str],
+             linear_top1: float) -> Registration:
+    """Log ``extractor`` in the active MLflow run and register it under ``name`` (see module doc)."""
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    client = _client()
+    sha = file_sha256(encoder_file)
+    try:
+        same = _find_same(client, name, sha) if client.search_registered_models(f"name = '{name}'") else None
+        if same is not None:
+            champ = _champion(client, name)
+            is_champ = champ is not None and str(champ.version) == str(same.version)
+            return Registration(name, str(same.version), False, is_champ,
+                                f"already registered as v{same.version} (same encoder); nothing changed")
+        with torch.no_grad():
+            out = extractor(torch.as_tensor(example)).numpy()
+        signature = infer_signature(np.asarray(example), out)
+        info = mlflow.pytorch.log_model(extractor, name="encoder", signature=signature, input_example=example,
+                                        serialization_format="pickle", registered_model_name=name,
+                                        pip_requirements=["torch", "csl"])
+        version = str(info.registered_model_version)
+        all_tags = {**tags, "csl.encoder_sha256": sha, "csl.metrics.linear_top1": f"{linear_top1:.6f}"}
+        for k, v in all_tags.items():
+            client.set_model_version_tag(name, version, k, v)
+        promote, why = decide_champion(linear_top1, tags.get("csl.data.dvc_md5", ""), _champion(client, name))
+        if promote:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        client.set_model_version_tag(name, version, "csl.champion_decision", ("promoted: " if promote else "kept: ")
+                                     + why)
+        return Registration(name, version, True, promote, why)
+    except CslError:
+        raise
+    except Exception as e:  # MlflowException, OperationalError, ...
+        raise TrackingError(f"cannot register {name} in the MLflow registry: {e}") from None
+
+
+def resolve(uri_or_name: str) -> Any:
+    """A model version from ``NAME``, ``NAME@ALIAS``, ``NAME/VERSION`` or ``models:/...``
+    (NAME alone: the champion, else the latest version)."""
+    client = _client()
+    ref = uri_or_name.removeprefix("models:/")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return client.get_model_version_by_alias(name, alias)
+        if "/" in ref:
+            name, version = ref.split("/", 1)
+            return client.get_model_version(name, version)
+        champ = _champion(client, ref)
+        if champ is not None:
+            return champ
+        versions = sorted(client.search_model_versions(f"name = '{ref}'"), key=lambda v: int(v.version))
+        if versions:
+            return versions[-1]
+    except MlflowException as e:
+        raise CslError(f"no model version {uri_or_name!r} in the registry ({e.message}); list them with "
+                       "csl registry list") from None
+    raise CslError(f"no registered model {ref!r}; list them with csl registry list")
+
+
+def listing() -> list[dict[str, Any]]:
+    client = _client()
+    rows = []
+    for rm in client.search_registered_models(f"name LIKE '{PREFIX}-%'"):
+        versions = client.search_model_versions(f"name = '{rm.name}'")
+        aliases = {v: a for a, v in (rm.aliases or {}).items()}
+        for mv in sorted(versions, key=lambda v: int(v.version)):
+            rows.append({"name": rm.name, "version": mv.version, "alias": aliases.get(mv.version, ""),
+                         "linear_top1": mv.tags.get("csl.metrics.linear_top1", ""),
+                         "data_md5": mv.tags.get("csl.data.dvc_md5", ""),
+                         "commit": mv.tags.get("csl.git_commit", "")[:10]})
+    return rows
+
+
+def promote(ref: str, alias: str = CHAMPION) -> Any:
+    """Point ``alias`` at the version ``ref`` names (an explicit decision, recorded on it)."""
+    mv = resolve(ref)
+    client = _client()
+    client.set_registered_model_alias(mv.name, alias, mv.version)
+    client.set_model_version_tag(mv.name, mv.version, "csl.champion_decision", f"promoted to {alias} by hand")
+    return mv
+
+
+def lineage(ref: str) -> dict[str, Any]:
+    """The whole chain of a model version: dataset, code, params, pipeline run, stage runs, metrics."""
+    mv = resolve(ref)
+    client = _client()
+    t = mv.tags
+    chain: dict[str, Any] = {
+        "model": {"name": mv.name, "version": mv.version, "uri": f"models:/{mv.name}/{mv.version}",
+                  "aliases": list(getattr(mv, "aliases", []) or []), "encoder_sha256": t.get("csl.encoder_sha256"),
+                  "champion_decision": t.get("csl.champion_decision")},
+        "dataset": {"name": t.get("csl.data.name"), "path": t.get("csl.data.path"),
+                    "dvc_md5": t.get("csl.data.dvc_md5"), "content_hash": t.get("csl.data.content_hash"),
+                    "remote": t.get("csl.data.remote")},
+        "code": {"git_commit": t.get("csl.git_commit"), "git_dirty": t.get("csl.git_dirty")},
+        "params": {"hash": t.get("csl.params_hash")},
+        "pipeline_run": t.get("csl.pipeline_run_id") or None,
+        "stage_runs": {},
+        "metrics": {k.removeprefix("csl.metrics."): float(v) for k, v in t.items() if k.startswith("csl.metrics.")},
+    }
+    for stage in ("pretrain", "linear-eval", "register"):
+        run_id = t.get(f"csl.run.{stage}")
+        if not run_id:
+            continue
+        run = client.get_run(run_id)
+        chain["stage_runs"][stage] = {"run_id": run_id, "status": run.info.status,
+                                      "metrics": dict(run.data.metrics)}
+        if stage == "pretrain":
+            chain["params"]["values"] = dict(run.data.params)
+    return chain
