@@ -138,3 +138,10 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(prepared, tmp_path:
     for k, v in straight.encoder_state.items():  # epochs 2 and 3 redone from the epoch-1 state
         torch.testing.assert_close(resumed.encoder_state[k], v, msg=f"{k} differs")
     assert torch.load(last, weights_only=True)["epoch"] == 2  # a good checkpoint again
+
+
+def test_epoch_line_with_the_progress_bar(prepared, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The default (progress bar on) prints the per-epoch line through tqdm."""
+    cfg = parse_method(tiny_method(epochs=1, progress_bar=True), "m")
+    fit(cfg, prepared, tmp_path / "c")
+    assert "epoch 1/1: loss " in capsys.readouterr().out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import time
 from typing import Any, Callable
 
@@ -45,8 +47,8 @@ class EpochHistory(L.Callback):
         pl_module.print(
             f"epoch {done}/{trainer.max_epochs}: loss {row['loss']:.4f}, {row['images_per_s']:.0f} images/s, "
             f"{seconds:.0f} s/epoch, about {_duration(left * seconds)} left",
-            flush=True,  # one line per epoch, visible at once in piped and pod logs
-        )
+        )  # (through the progress bar when there is one: tqdm.write takes no flush argument)
+        sys.stdout.flush()  # one line per epoch, visible at once in piped and pod logs
         if self.sink is not None and trainer.is_global_zero:
             self.sink({k: v for k, v in row.items() if k != "epoch"}, trainer.current_epoch)
 
