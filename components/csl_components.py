@@ -22,15 +22,11 @@ IMAGE = "ghcr.io/csl-project/csl:latest"  # the Dockerfile's image: csl and its 
 def prepare(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data: Output[Dataset]) -> str:
     """``csl prepare`` -> the prepared dataset; returns its content hash."""
     import json
-    import os
     from pathlib import Path
 
     from csl.stages.workspace import assemble, export, run_stage
 
-    if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    os.environ["CSL_PIPELINE_RUN_ID"] = pipeline_run_id
-    ws = assemble(params_yaml)
+    ws = assemble(params_yaml, {}, tracking_uri, pipeline_run_id)
     run_stage(ws, "prepare")
     export(ws / "data" / "prepared", data.path)
     meta = json.loads((Path(data.path) / "meta.json").read_text())
@@ -42,14 +38,9 @@ def prepare(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data: Out
 def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
              encoder: Output[Model]) -> None:
     """``csl pretrain --variant V`` in this step -> ``runs/V/pretrain`` as a Model artifact."""
-    import os
-
     from csl.stages.workspace import assemble, export, run_stage
 
-    if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    os.environ["CSL_PIPELINE_RUN_ID"] = pipeline_run_id
-    ws = assemble(params_yaml, {"data/prepared": data.path})
+    ws = assemble(params_yaml, {"data/prepared": data.path}, tracking_uri, pipeline_run_id)
     run_stage(ws, "pretrain", "--variant", variant)
     export(ws / "runs" / variant / "pretrain", encoder.path)
     encoder.metadata["variant"] = variant
@@ -60,15 +51,12 @@ def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_
                 encoder: Input[Model], metrics: Output[Metrics], run: Output[Artifact]) -> float:
     """``csl linear-eval --variant V`` -> metrics, and ``runs/V`` (pretrain + eval) as one artifact."""
     import json
-    import os
     from pathlib import Path
 
     from csl.stages.workspace import assemble, export, run_stage
 
-    if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    os.environ["CSL_PIPELINE_RUN_ID"] = pipeline_run_id
-    ws = assemble(params_yaml, {"data/prepared": data.path, f"runs/{variant}/pretrain": encoder.path})
+    ws = assemble(params_yaml, {"data/prepared": data.path, f"runs/{variant}/pretrain": encoder.path}, tracking_uri,
+                  pipeline_run_id)
     run_stage(ws, "linear-eval", "--variant", variant)
     values = json.loads((ws / "runs" / variant / "eval" / "metrics.json").read_text())
     for k, v in values.items():
@@ -85,14 +73,11 @@ def register(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
              run: Input[Artifact]) -> str:
     """``csl register --variant V``: the MLflow registry (champion rule, lineage); returns the model URI."""
     import json
-    import os
 
     from csl.stages.workspace import assemble, run_stage
 
-    if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    os.environ["CSL_PIPELINE_RUN_ID"] = pipeline_run_id
-    ws = assemble(params_yaml, {"data/prepared": data.path, f"runs/{variant}": run.path})
+    ws = assemble(params_yaml, {"data/prepared": data.path, f"runs/{variant}": run.path}, tracking_uri,
+                  pipeline_run_id)
     run_stage(ws, "register", "--variant", variant)
     return str(json.loads((ws / "runs" / variant / "register" / "registration.json").read_text())["uri"])
 
@@ -101,15 +86,11 @@ def register(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
 def report(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
            runs: Input[List[Artifact]], report: Output[Artifact]) -> None:
     """``csl report`` over every variant's run -> the report directory (HTML, Markdown, PNGs)."""
-    import os
     from pathlib import Path
 
     from csl.stages.workspace import assemble, export, run_stage
 
-    if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    os.environ["CSL_PIPELINE_RUN_ID"] = pipeline_run_id
     inputs = {"data/prepared": data.path, **{f"runs/{Path(r.path, 'variant.txt').read_text()}": r.path for r in runs}}
-    ws = assemble(params_yaml, inputs)
+    ws = assemble(params_yaml, inputs, tracking_uri, pipeline_run_id)
     run_stage(ws, "report")
     export(ws / "reports", report.path)

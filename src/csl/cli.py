@@ -263,15 +263,10 @@ def _pipeline(args: argparse.Namespace, project: Path) -> int:
 def _registry(args: argparse.Namespace, project: Path) -> int:
     import json
 
-    import mlflow
-
     from csl import tracking
     from csl.tracking import model_registry as reg
 
-    uri = tracking.tracking_uri(project)
-    if uri.startswith(("http://", "https://")):
-        tracking._check_server(uri)
-    mlflow.set_tracking_uri(uri)
+    tracking.use_store(project)
     if args.command == "lineage":
         chain = reg.lineage(args.model_uri)
         if args.json:

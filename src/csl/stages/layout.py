@@ -51,11 +51,12 @@ class Layout:
         return f"{base.rstrip('/')}/{rel.as_posix()}"
 
     def check_storage(self) -> None:
-        """Fail before any work when a configured bucket cannot be reached (the error names the fix)."""
-        from csl.io import s3
+        """Fail before any work when the artifact bucket cannot be reached (the error names the fix;
+        the checkpoint bucket is checked by ``fit``, which uses it)."""
+        if self.params.storage.artifact_uri:
+            from csl.io import s3
 
-        for uri in {self.params.storage.checkpoint_uri, self.params.storage.artifact_uri} - {None}:
-            s3.check_bucket(str(uri))
+            s3.check_bucket(self.params.storage.artifact_uri)
 
     def upload_artifacts(self, out: Path) -> list[str]:
         """Upload a stage's output directory to ``storage.artifacts`` (same relative path)."""

@@ -44,7 +44,7 @@ def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
     extractor = load_feature_extractor(enc_path)
     meta = csl_data.read_meta(layout.prepared)
     example = csl_data.load(layout.prepared).test.images[:4]  # uint8 (4, C, H, W): images in
-    name = model_name = model_registry.model_name(meta["name"], variant)
+    name = model_registry.model_name(meta["name"], variant)
     md5 = tracking.dvc_out_md5(project, PREPARED)
     commit, dirty = tracking.git_commit(project)
     pipeline_run = next((os.environ[k] for k in PIPELINE_RUN_ENV if os.environ.get(k)), "") or \
@@ -62,7 +62,7 @@ def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
             **{f"csl.run.{stage}": run_id for stage, run_id in stage_runs.items()},
             **{f"csl.metrics.{k}": f"{v:.6f}" for k, v in metrics.items() if isinstance(v, (int, float))},
         }
-        rec.tags({"csl.model_name": model_name})
+        rec.tags({"csl.model_name": name})
         reg = model_registry.register(extractor, example, name, enc_path, tags, float(metrics["linear_top1"]))
         rec.tags({"csl.model_version": reg.version, "csl.champion_decision": reg.decision})
     out = {"name": reg.name, "version": reg.version, "uri": reg.uri, "created": reg.created,

@@ -4,6 +4,7 @@ string, inputs copied to their layout paths, then the stage's usual entry point.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,9 +12,15 @@ from pathlib import Path
 from csl.errors import CslError
 
 
-def assemble(params_yaml: str, inputs: dict[str, str] | None = None, root: str | None = None) -> Path:
+def assemble(params_yaml: str, inputs: dict[str, str] | None = None, tracking_uri: str = "",
+             pipeline_run_id: str = "", root: str | None = None) -> Path:
     """A fresh project directory with ``params.yaml`` and each ``inputs`` path (relative layout
-    path -> existing file or directory) copied in."""
+    path -> existing file or directory) copied in. ``tracking_uri`` (when not empty) and
+    ``pipeline_run_id`` go to this process's environment for the stage to log with."""
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    if pipeline_run_id:
+        os.environ["CSL_PIPELINE_RUN_ID"] = pipeline_run_id
     ws = Path(tempfile.mkdtemp(prefix="csl-step-", dir=root))
     (ws / "params.yaml").write_text(params_yaml)
     for rel, src in (inputs or {}).items():

@@ -51,14 +51,22 @@ def _check_server(uri: str) -> None:
     )
 
 
-def connect(project_dir: Path, experiment: str) -> str:
-    """Point MLflow at the store, check it answers, and return the experiment id."""
+def use_store(project_dir: Path) -> str:
+    """Point MLflow at the store (a server must answer, with retries); returns the URI."""
     import mlflow
 
     uri = tracking_uri(project_dir)
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def connect(project_dir: Path, experiment: str) -> str:
+    """Point MLflow at the store, check it answers, and return the experiment id."""
+    import mlflow
+
+    uri = use_store(project_dir)
     try:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is not None:

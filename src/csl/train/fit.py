@@ -34,11 +34,14 @@ class FitResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def on_gpu(accelerator: str) -> bool:
+    return accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     if precision != "auto":
         return precision
-    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu and not torch.cuda.is_bf16_supported():
+    if on_gpu(accelerator) and not torch.cuda.is_bf16_supported():
         return "16-mixed"
     return "bf16-mixed"
 
@@ -98,8 +101,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     torch.set_float32_matmul_precision("high")
     if world > 1:
-        on_gpu = t.accelerator == "gpu" or (t.accelerator == "auto" and torch.cuda.is_available())
-        init_after_elastic_restart("nccl" if on_gpu else "gloo")
+        init_after_elastic_restart("nccl" if on_gpu(t.accelerator) else "gloo")
     trainer = L.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,
