@@ -19,31 +19,59 @@ IMAGE = "ghcr.io/csl-project/csl:latest"  # the Dockerfile's image: csl and its 
 
 
 @dsl.component(base_image=IMAGE)
-def prepare(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data: Output[Dataset]) -> str:
-    """``csl prepare`` -> the prepared dataset; returns its content hash."""
+def prepare(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data_repo: str, data_rev: str,
+            allow_unversioned: bool, data: Output[Dataset]) -> str:
+    """The DVC-versioned ``data/prepared`` of ``data_repo`` at ``data_rev``, fetched from its DVC
+    remote and verified (``csl fetch-data``); unversioned data is refused unless
+    ``allow_unversioned`` (then ``csl prepare`` from params' data.source). Returns the DVC md5.
+    Also opens the MLflow parent run of this pipeline run."""
     import json
     from pathlib import Path
 
     from csl.stages.workspace import assemble, export, run_stage
 
     ws = assemble(params_yaml, {}, tracking_uri, pipeline_run_id)
-    run_stage(ws, "prepare")
-    export(ws / "data" / "prepared", data.path)
-    meta = json.loads((Path(data.path) / "meta.json").read_text())
-    data.metadata.update({"name": meta["name"], "content_hash": meta["content_hash"]})
-    return str(meta["content_hash"])
+    if data_repo:
+        run_stage(ws, "fetch-data", "--repo", data_repo, "--rev", data_rev or "HEAD")
+    elif allow_unversioned:
+        run_stage(ws, "prepare")
+    else:
+        raise ValueError("no data_repo given: the pipeline refuses unversioned data. Pass data_repo (the git "
+                         "repository whose dvc.lock versions data/prepared, pushed to its DVC remote) and "
+                         "data_rev, or allow_unversioned=True for a trial run")
+    export(ws / "data", data.path)
+    meta = json.loads((Path(data.path) / "prepared" / "meta.json").read_text())
+    origin_file = Path(data.path) / "prepared.origin.json"
+    origin = json.loads(origin_file.read_text()) if origin_file.is_file() else {}
+    data.metadata.update({"name": meta["name"], "content_hash": meta["content_hash"], **origin})
+    return str(origin.get("md5") or "untracked")
 
 
 @dsl.component(base_image=IMAGE)
 def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
-             encoder: Output[Model]) -> None:
-    """``csl pretrain --variant V`` in this step -> ``runs/V/pretrain`` as a Model artifact."""
-    from csl.stages.workspace import assemble, export, run_stage
+             launcher: str, data_repo: str, data_rev: str, job_image: str, job_nodes: int, job_gpus_per_node: int,
+             job_namespace: str, encoder: Output[Model]) -> None:
+    """Pretrain one variant -> ``runs/V/pretrain`` as a Model artifact. ``launcher``: ``local``
+    (``csl pretrain`` in this step) or ``pytorchjob`` (a PyTorchJob of ``job_nodes`` pods with
+    ``job_gpus_per_node`` GPUs each, followed to the end; the step fails with the job's reason)."""
+    from pathlib import Path
 
-    ws = assemble(params_yaml, {"data/prepared": data.path}, tracking_uri, pipeline_run_id)
-    run_stage(ws, "pretrain", "--variant", variant)
-    export(ws / "runs" / variant / "pretrain", encoder.path)
-    encoder.metadata["variant"] = variant
+    from csl.stages.workspace import assemble, export, run_stage, step_namespace
+
+    ws = assemble(params_yaml, {"data": data.path}, tracking_uri, pipeline_run_id)
+    out = ws / "runs" / variant / "pretrain"
+    if launcher == "local":
+        run_stage(ws, "pretrain", "--variant", variant)
+    elif launcher == "pytorchjob":
+        from csl.k8s.launch import pretrain_job
+
+        pretrain_job(params_yaml, variant, data_repo, data_rev, pipeline_run_id, Path(out), image=job_image,
+                     nodes=job_nodes, nproc_per_node=max(1, job_gpus_per_node), gpus_per_node=job_gpus_per_node,
+                     namespace=job_namespace or step_namespace())
+    else:
+        raise ValueError(f"unknown launcher {launcher!r}: use 'local' or 'pytorchjob'")
+    export(out, encoder.path)
+    encoder.metadata.update({"variant": variant, "launcher": launcher})
 
 
 @dsl.component(base_image=IMAGE)
@@ -55,7 +83,7 @@ def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_
 
     from csl.stages.workspace import assemble, export, run_stage
 
-    ws = assemble(params_yaml, {"data/prepared": data.path, f"runs/{variant}/pretrain": encoder.path}, tracking_uri,
+    ws = assemble(params_yaml, {"data": data.path, f"runs/{variant}/pretrain": encoder.path}, tracking_uri,
                   pipeline_run_id)
     run_stage(ws, "linear-eval", "--variant", variant)
     values = json.loads((ws / "runs" / variant / "eval" / "metrics.json").read_text())
@@ -76,7 +104,7 @@ def register(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
 
     from csl.stages.workspace import assemble, run_stage
 
-    ws = assemble(params_yaml, {"data/prepared": data.path, f"runs/{variant}": run.path}, tracking_uri,
+    ws = assemble(params_yaml, {"data": data.path, f"runs/{variant}": run.path}, tracking_uri,
                   pipeline_run_id)
     run_stage(ws, "register", "--variant", variant)
     return str(json.loads((ws / "runs" / variant / "register" / "registration.json").read_text())["uri"])
@@ -84,13 +112,31 @@ def register(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
 
 @dsl.component(base_image=IMAGE)
 def report(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
-           runs: Input[List[Artifact]], report: Output[Artifact]) -> None:
-    """``csl report`` over every variant's run -> the report directory (HTML, Markdown, PNGs)."""
+           runs: Input[List[Artifact]], registered: List[str], report: Output[Artifact]) -> None:
+    """``csl report`` over every variant's run and the registry (all pipeline runs) -> the report
+    directory (HTML, Markdown, PNGs); also logged to this pipeline run's MLflow parent run."""
     from pathlib import Path
 
     from csl.stages.workspace import assemble, export, run_stage
 
-    inputs = {"data/prepared": data.path, **{f"runs/{Path(r.path, 'variant.txt').read_text()}": r.path for r in runs}}
+    print("registered in this run:", ", ".join(registered))
+    import json
+
+    ran = [Path(r.path, "variant.txt").read_text() for r in runs]
+    inputs = {"data": data.path, **{f"runs/{v}": r.path for v, r in zip(ran, runs)}}
     ws = assemble(params_yaml, inputs, tracking_uri, pipeline_run_id)
-    run_stage(ws, "report")
+    run_stage(ws, "report", f"variants={json.dumps(ran)}")  # the variants this run trained
     export(ws / "reports", report.path)
+
+
+@dsl.component(base_image=IMAGE)
+def cleanup(params_yaml: str, tracking_uri: str, pipeline_run_id: str, launcher: str, job_namespace: str) -> None:
+    """The exit handler (runs however the pipeline ended): delete this run's PyTorchJobs that did
+    not succeed, and mark the MLflow parent run FAILED if the report did not finish it."""
+    from csl.stages.workspace import assemble, close_parent, step_namespace
+
+    if launcher == "pytorchjob":
+        from csl.k8s.launch import cleanup as delete_failed_jobs
+
+        delete_failed_jobs(pipeline_run_id, job_namespace or step_namespace())
+    close_parent(assemble(params_yaml, {}, tracking_uri, pipeline_run_id), "FAILED")

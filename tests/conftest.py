@@ -165,3 +165,54 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type
     bucket = f"csl-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
     yield s3_server, bucket, env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(s3, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real ``mlflow server`` on loopback: SQLite backend, artifacts proxied to the loopback S3
+    server (``s3://<bucket>/mlflow``), so clients need no S3 credentials. Yields
+    ``(url, bucket)``."""
+    import time
+    import urllib.request
+
+    endpoint, bucket, env = s3
+    port = free_port()
+    server_env = {**os.environ, **env, "MLFLOW_S3_ENDPOINT_URL": endpoint}
+    server_env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(tmp_path / "mlflow-server.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", f"s3://{bucket}/mlflow"],
+        env=server_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not start:\n" + (tmp_path / "mlflow-server.log").read_text())
+            time.sleep(0.5)
+        yield url, bucket
+    finally:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

@@ -1,4 +1,5 @@
-"""A thin fake of the Kubernetes API for ``kubeflow.org/v1`` PyTorchJobs: create, get, delete.
+"""A thin fake of the Kubernetes API for ``kubeflow.org/v1`` PyTorchJobs: create, get, list
+(with a label selector), delete.
 
 It is the one part of the cluster that cannot run here. Each GET of a job advances it one step
 along a status script (``Created`` -> ``Running`` -> ``Succeeded`` by default), as the Training
@@ -44,6 +45,7 @@ class FakeKubernetes:
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.steps: dict[tuple[str, str], int] = {}
         self.requests: list[tuple[str, str, Any]] = []
+        self.on_create: Any = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,7 +85,21 @@ class FakeKubernetes:
                         job = json.loads(json.dumps(body))
                         job["metadata"].update(namespace=ns, uid=f"uid-{len(fake.jobs)}")
                         fake.jobs[key], fake.steps[key] = job, 0
+                        if fake.on_create:
+                            fake.on_create(job)
                         return self._send(201, job)
+                    if method == "GET" and name is None:
+                        from urllib.parse import parse_qs, urlparse
+
+                        sel = parse_qs(urlparse(self.path).query).get("labelSelector", [""])[0]
+                        want = dict(kv.split("=", 1) for kv in sel.split(",") if kv)
+                        items = []
+                        for k, job in fake.jobs.items():
+                            labels = job["metadata"].get("labels", {})
+                            if k[0] == ns and all(labels.get(a) == b for a, b in want.items()):
+                                step = min(fake.steps[k], len(fake.script) - 1)
+                                items.append({**job, "status": fake.script[step]})
+                        return self._send(200, {"kind": "PyTorchJobList", "items": items})
                     key = (ns, name or "")
                     if key not in fake.jobs:
                         return self._status(404, "NotFound", f"pytorchjobs {name!r} not found")

@@ -13,6 +13,7 @@ EPILOG = """examples:
   csl run                                   # the whole pipeline through DVC (no-op when nothing changed)
   csl pretrain --variant simclr-small methods.simclr-small.train.epochs=2
   csl linear-eval --variant simclr-small
+  csl fetch-data --repo https://git.example.com/ml/csl-data.git --rev v3   # DVC-versioned data/prepared
   csl register --variant simclr-small        # MLflow registry: csl-encoder-fashion-mnist-simclr-small
   csl lineage models:/csl-encoder-fashion-mnist-simclr-small@champion
   csl params                                # print the resolved parameters
@@ -20,6 +21,8 @@ EPILOG = """examples:
   csl methods show byol                     # a method's defaults and the losses it takes
   csl k8s render --variant dino-small --nodes 4 --nproc-per-node 8 --gpus 8 --elastic > job.yaml
   csl k8s submit -f job.yaml --namespace ml    # create it, follow it to Succeeded or Failed
+  csl pipeline submit --host http://127.0.0.1:8080 --data-repo https://git.example.com/ml/csl.git --data-rev v3
+  csl pipeline schedule --host http://127.0.0.1:8080 --data-repo URL --cron "0 0 3 * * *"   # 03:00 daily
 """
 
 
@@ -42,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     add("prepare", "read the dataset source and write the prepared dataset (data/prepared)")
+    fd = sub.add_parser("fetch-data", help="fetch the DVC-versioned prepared dataset of a git revision from its "
+                                          "DVC remote (verified; refuses unversioned data)")
+    fd.add_argument("--repo", required=True, help="git repository URL or local clone holding dvc.lock")
+    fd.add_argument("--rev", default="HEAD", help="git revision (default: %(default)s)")
+    fd.add_argument("--path", default="data/prepared", help="DVC-tracked path in the repository")
+    fd.add_argument("--no-track", action="store_true", help="log no MLflow run (the pods of a job: the pipeline's "
+                                                           "prepare step logged it)")
     add("pretrain", "pretrain one method variant; write runs/<variant>/pretrain/encoder.pt", variant=True)
     add("linear-eval", "linear and kNN top-1 of the frozen encoder and of a random-init baseline", variant=True)
     add("register", "register the variant's encoder in the MLflow registry with its lineage; move 'champion' "
@@ -70,6 +80,40 @@ def _parser() -> argparse.ArgumentParser:
     pls = pl.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
     plc = pls.add_parser("compile", help="compile the pipeline to KFP IR YAML")
     plc.add_argument("-o", "--output", default="pipelines/csl_pipeline.yaml")
+    pl_sub = pls.add_parser("submit", help="run the pipeline once on a Kubeflow Pipelines server",
+                            description="compile the pipeline and create a run on a Kubeflow Pipelines API server, "
+                                        "with this project's params.yaml; --wait follows it to the end")
+    pl_sched = pls.add_parser("schedule", help="create a recurring run (cron) on a Kubeflow Pipelines server",
+                              description="compile the pipeline and create a KFP recurring run with this project's "
+                                          "params.yaml")
+    for sp in (pl_sub, pl_sched):
+        sp.add_argument("--host", required=True, help="Kubeflow Pipelines API URL, e.g. http://127.0.0.1:8080")
+        sp.add_argument("--variant", action="append", dest="variants", metavar="V",
+                        help="a variant to run (repeatable; default: params.yaml's variants)")
+        sp.add_argument("--data-repo", default="", help="git URL whose dvc.lock versions data/prepared (pushed)")
+        sp.add_argument("--data-rev", default="HEAD", help="git revision of --data-repo (default: %(default)s)")
+        sp.add_argument("--allow-unversioned", action="store_true",
+                        help="trial runs only: without --data-repo, prepare from params' data.source")
+        sp.add_argument("--tracking-uri", default="", help="MLflow tracking URI for the steps (default: the "
+                                                          "pods' MLFLOW_TRACKING_URI)")
+        sp.add_argument("--launcher", choices=["local", "pytorchjob"], default="local",
+                        help="pretrain in the step (local) or as a multi-node PyTorchJob")
+        sp.add_argument("--job-nodes", type=int, default=2)
+        sp.add_argument("--job-gpus-per-node", type=int, default=0)
+        sp.add_argument("--job-image", default="ghcr.io/csl-project/csl:latest")
+        sp.add_argument("--job-namespace", default="")
+        sp.add_argument("--experiment", default="csl", help="KFP experiment (created if missing)")
+        sp.add_argument("--namespace", help="KFP namespace (multi-user deployments)")
+        sp.add_argument("--service-account", help="Kubernetes service account of the steps (default: the "
+                                                  "deployment's; see k8s/kfp)")
+        sp.add_argument("--token", help="bearer token for the KFP API (default: none)")
+    pl_sub.add_argument("--run-name", help="default: csl-<variants>-<UTC time>")
+    pl_sub.add_argument("--wait", action="store_true", help="follow the run to the end (exit 2 if it fails)")
+    pl_sub.add_argument("--timeout", type=float, default=7 * 24 * 3600)
+    pl_sub.add_argument("--poll", type=float, default=30.0)
+    pl_sched.add_argument("--cron", required=True, help="6 fields, seconds first: '0 0 3 * * *' = 03:00 daily")
+    pl_sched.add_argument("--name", default="csl-scheduled", help="recurring run name (default: %(default)s)")
+    pl_sched.add_argument("--max-concurrency", type=int, default=1)
     k = sub.add_parser("k8s", help="render, validate, submit and follow a Kubeflow PyTorchJob for pretraining",
                        description="render a variant's pretraining as a Kubeflow PyTorchJob (validated offline "
                                    "against the CRD schema and the operator's webhook rules), or validate a file")
@@ -135,8 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "k8s":
             return _k8s(args, params_path)
+        if args.command == "fetch-data":
+            from csl.stages import prepare
+
+            prepare.fetch_main(load_params(params_path), project, args.repo, args.rev, args.path, track=not args.no_track)
+            return 0
         if args.command == "pipeline":
-            return _pipeline(args, project)
+            return _pipeline(args, project, params_path)
         if args.command in ("registry", "lineage"):
             return _registry(args, project)
         if args.command == "methods":
@@ -246,7 +295,10 @@ def _k8s(args: argparse.Namespace, params_path: Path) -> int:
     return 0
 
 
-def _pipeline(args: argparse.Namespace, project: Path) -> int:
+def _pipeline(args: argparse.Namespace, project: Path, params_path: Path) -> int:
+    import tempfile
+    import time
+
     from csl.errors import ConfigError
 
     if not (project / "pipelines" / "csl_pipeline.py").is_file():
@@ -254,9 +306,44 @@ def _pipeline(args: argparse.Namespace, project: Path) -> int:
     sys.path.insert(0, str(project))
     from pipelines.csl_pipeline import compile_to
 
-    out = Path(args.output) if Path(args.output).is_absolute() else project / args.output
-    compile_to(str(out))
-    print(f"compiled {out}")
+    if args.pipeline_command == "compile":
+        out = Path(args.output) if Path(args.output).is_absolute() else project / args.output
+        compile_to(str(out))
+        print(f"compiled {out}")
+        return 0
+    from csl.k8s import kfp_client
+    from csl.params import load_params
+
+    params = load_params(params_path)  # validated here, not in the first pod
+    variants = args.variants or list(params.variants)
+    for v in variants:
+        params.method(v)
+    if not args.data_repo and not args.allow_unversioned:
+        raise ConfigError("--data-repo is required: the pipeline runs on DVC-versioned data fetched by git revision "
+                          "(or pass --allow-unversioned for a trial run)")
+    if args.pipeline_command == "schedule":
+        kfp_client.check_cron(args.cron)
+    arguments = {"params_yaml": params_path.read_text(), "variants": variants, "data_repo": args.data_repo,
+                 "data_rev": args.data_rev, "allow_unversioned": args.allow_unversioned,
+                 "tracking_uri": args.tracking_uri, "launcher": args.launcher, "job_image": args.job_image,
+                 "job_nodes": args.job_nodes, "job_gpus_per_node": args.job_gpus_per_node,
+                 "job_namespace": args.job_namespace}
+    with tempfile.TemporaryDirectory() as d:
+        package = str(Path(d) / "csl_pipeline.yaml")
+        compile_to(package)
+        client = kfp_client.connect(args.host, args.namespace, args.token)
+        if args.pipeline_command == "schedule":
+            sub = kfp_client.schedule(client, package, arguments, args.experiment, args.name, args.cron,
+                                      args.max_concurrency, args.namespace, args.service_account)
+            print(f"scheduled {sub.name} ({args.cron}) in experiment {args.experiment}: recurring run {sub.id}\n"
+                  f"  {sub.url}")
+            return 0
+        name = args.run_name or f"csl-{'-'.join(variants)[:40]}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        sub = kfp_client.submit(client, package, arguments, args.experiment, name, args.namespace,
+                                args.service_account)
+        print(f"submitted {sub.name} in experiment {args.experiment}: run {sub.id}\n  {sub.url}", flush=True)
+        if args.wait:
+            kfp_client.wait(client, sub.id, args.timeout, args.poll)
     return 0
 
 
@@ -276,6 +363,8 @@ def _registry(args: argparse.Namespace, project: Path) -> int:
         print(f"model     {m['uri']}  aliases: {', '.join(m['aliases']) or '-'}")
         print(f"          champion decision: {m['champion_decision']}")
         print(f"dataset   {d['name']} at {d['path']}  md5 {d['dvc_md5']}  remote {d['remote']}")
+        if d.get("repo"):
+            print(f"          fetched from {d['repo']} at git {d['rev']}")
         print(f"code      git {c['git_commit']}{' (dirty)' if c['git_dirty'] == 'True' else ''}")
         print(f"params    sha256 {chain['params']['hash']}")
         print(f"pipeline  run {chain['pipeline_run'] or '-'}")

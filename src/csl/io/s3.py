@@ -150,3 +150,22 @@ def upload_dir(local: str | os.PathLike[str], uri: str | S3Path) -> list[str]:
             upload(f, dst)
             done.append(str(dst))
     return done
+
+
+def download_dir(uri: str | S3Path, local: str | os.PathLike[str]) -> list[Path]:
+    """Download every object under the prefix ``uri`` into ``local`` (relative keys kept);
+    an empty prefix is a StorageError."""
+    base = uri if isinstance(uri, S3Path) else S3Path.parse(uri)
+    try:
+        pages = client().get_paginator("list_objects_v2").paginate(Bucket=base.bucket, Prefix=base.key + "/")
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    except Exception as e:  # noqa: BLE001
+        raise _explain(e, "list", base) from None
+    if not keys:
+        raise StorageError(f"nothing under {base}: the producer did not upload its outputs there")
+    out = []
+    for key in keys:
+        dst = Path(local) / key[len(base.key) + 1 :]
+        download(S3Path(base.bucket, key), dst)
+        out.append(dst)
+    return out

@@ -8,6 +8,11 @@ ConfigMap and a Secret (never in the manifest), a non-root security context, res
 ``OnFailure`` with a backoff limit, and the project on a shared volume so that a restarted
 pod resumes from the last checkpoint. ``elastic=True`` adds an ``elasticPolicy`` whose
 ``maxRestarts`` lets torchrun restart the group after a worker dies.
+
+Self-contained jobs (the Kubeflow pipeline's ``pytorchjob`` launcher): with ``params_yaml``
+and ``data_repo`` set there is no shared volume; each pod writes ``params.yaml`` from the
+environment, fetches the DVC-versioned dataset at ``data_rev`` (``csl fetch-data``, verified),
+then runs torchrun; checkpoints and the encoder go through ``storage`` in S3.
 """
 
 from __future__ import annotations
@@ -37,10 +42,16 @@ class JobSpec:
     secret: str = "csl-credentials"
     namespace: str | None = None
     name: str | None = None
+    params_yaml: str | None = None  # self-contained job: params.yaml text ...
+    data_repo: str | None = None  # ... and the git repository + revision of the DVC-versioned data
+    data_rev: str = "HEAD"
+    pipeline_run_id: str | None = None  # label + CSL_PIPELINE_RUN_ID (lineage; cleanup by the exit handler)
 
     def validate(self) -> None:
         if self.nodes < 1 or self.nproc_per_node < 1 or self.gpus_per_node < 0 or self.max_restarts < 0:
             raise ConfigError("nodes and nproc-per-node must be >= 1; gpus and max-restarts >= 0")
+        if bool(self.params_yaml) != bool(self.data_repo):
+            raise ConfigError("a self-contained job needs both params_yaml and data_repo")
         if self.gpus_per_node and self.gpus_per_node != self.nproc_per_node:
             raise ConfigError(f"with GPUs, run one process per GPU: nproc-per-node ({self.nproc_per_node}) must "
                               f"equal gpus ({self.gpus_per_node})")
@@ -52,12 +63,31 @@ class JobSpec:
         return name if name[:1].isalpha() else f"csl-{name}"[:63]
 
 
+def label_value(text: str) -> str:
+    """``text`` as a valid label value (63 characters of [A-Za-z0-9._-], alphanumeric ends)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:63].strip("-._")
+
+
+PIPELINE_LABEL = "csl/pipeline-run"
+
+
 def _pod(spec: JobSpec) -> dict[str, Any]:
     v = spec.variant
     accelerator = "gpu" if spec.gpus_per_node else "cpu"
     command = ["torchrun", "-m", "csl", "pretrain", "--variant", v,
                f"methods.{v}.train.num_nodes={spec.nodes}", f"methods.{v}.train.devices={spec.nproc_per_node}",
                f"methods.{v}.train.accelerator={accelerator}", f"methods.{v}.train.progress_bar=false"]
+    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
+    workspace: dict[str, Any] = {"persistentVolumeClaim": {"claimName": spec.pvc}}
+    if spec.params_yaml:
+        env += [{"name": "CSL_PARAMS_YAML", "value": spec.params_yaml},
+                {"name": "CSL_DATA_REPO", "value": spec.data_repo or ""},
+                {"name": "CSL_DATA_REV", "value": spec.data_rev}]
+        command = ["sh", "-c", 'printf "%s" "$CSL_PARAMS_YAML" > params.yaml && '
+                   'csl fetch-data --no-track --repo "$CSL_DATA_REPO" --rev "$CSL_DATA_REV" && exec "$@"', "csl-job", *command]
+        workspace = {"emptyDir": {}}
+    if spec.pipeline_run_id:
+        env.append({"name": "CSL_PIPELINE_RUN_ID", "value": spec.pipeline_run_id})
     limits: dict[str, str] = {"cpu": spec.cpu, "memory": spec.memory}
     if spec.gpus_per_node:
         limits["nvidia.com/gpu"] = str(spec.gpus_per_node)
@@ -67,7 +97,7 @@ def _pod(spec: JobSpec) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "workingDir": "/workspace",
         "command": command,
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "env": env,
         "envFrom": [{"configMapRef": {"name": spec.config_map}},  # MLFLOW_TRACKING_URI, MLFLOW_S3_ENDPOINT_URL
                     {"secretRef": {"name": spec.secret}}],  # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
         "resources": {"requests": dict(limits), "limits": limits},
@@ -81,9 +111,11 @@ def _pod(spec: JobSpec) -> dict[str, Any]:
             "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
             "containers": [container],
             "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm}},
-                        {"name": "workspace", "persistentVolumeClaim": {"claimName": spec.pvc}}],
+                        {"name": "workspace", **workspace}],
         },
     }
+    if spec.pipeline_run_id:
+        pod["metadata"]["labels"][PIPELINE_LABEL] = label_value(spec.pipeline_run_id)
     if spec.gpus_per_node:
         pod["spec"]["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     return pod
@@ -107,6 +139,8 @@ def render(spec: JobSpec) -> dict[str, Any]:
     }
     if spec.namespace:
         job["metadata"]["namespace"] = spec.namespace
+    if spec.pipeline_run_id:
+        job["metadata"]["labels"][PIPELINE_LABEL] = label_value(spec.pipeline_run_id)
     if spec.elastic:
         job["spec"]["elasticPolicy"] = {"minReplicas": spec.nodes, "maxReplicas": spec.nodes,
                                         "maxRestarts": spec.max_restarts, "rdzvBackend": "c10d"}

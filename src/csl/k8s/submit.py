@@ -106,6 +106,12 @@ def status(objs: Any, name: str, namespace: str = "default") -> JobStatus:
     return JobStatus.of(job)
 
 
+def list_jobs(objs: Any, namespace: str = "default", label_selector: str = "") -> list[JobStatus]:
+    got = _call(objs.list_namespaced_custom_object, f"list PyTorchJobs in {namespace}", group=GROUP,
+                version=VERSION, namespace=namespace, plural=PLURAL, label_selector=label_selector)
+    return [JobStatus.of(j) for j in got.get("items", [])]
+
+
 def delete(objs: Any, name: str, namespace: str = "default") -> None:
     _call(objs.delete_namespaced_custom_object, f"delete PyTorchJob {namespace}/{name}",
           group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,

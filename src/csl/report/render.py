@@ -21,30 +21,44 @@ COLUMNS = [
 ]
 
 
+Columns = list[tuple[str, str, str]]  # (key, header, format)
+# an extra table: (heading, columns, rows)
+Table = tuple[str, Columns, list[dict[str, Any]]]
+
+
 def _fmt(row: dict[str, Any], key: str, fmt: str) -> str:
     v = row.get(key)
-    return "–" if v is None else fmt.format(v)
+    return "–" if v is None or v == "" else fmt.format(v)
 
 
-def markdown(title: str, rows: list[dict[str, Any]], figures: list[tuple[str, str]], notes: list[str]) -> str:
-    lines = [f"# {title}", ""]
-    lines += ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r, k, f) for k, _, f in COLUMNS) + " |")
-    lines.append("")
+def _md_table(columns: Columns, rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(_fmt(r, k, f) for k, _, f in columns) + " |" for r in rows]
+
+
+def _html_table(columns: Columns, rows: list[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r, k, f))}</td>" for k, _, f in columns) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def markdown(title: str, rows: list[dict[str, Any]], figures: list[tuple[str, str]], notes: list[str],
+             tables: list[Table] | None = None) -> str:
+    lines = [f"# {title}", "", *_md_table(COLUMNS, rows), ""]
     lines += [f"- {n}" for n in notes]
     lines.append("")
+    for heading, columns, extra in tables or []:
+        lines += [f"## {heading}", "", *_md_table(columns, extra), ""]
     for caption, file in figures:
         lines += [f"## {caption}", "", f"![{caption}]({file})", ""]
     return "\n".join(lines)
 
 
 def html_page(title: str, rows: list[dict[str, Any]], figures: list[tuple[str, str]], notes: list[str],
-              directory: Path) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r, k, f))}</td>" for k, _, f in COLUMNS) + "</tr>" for r in rows
-    )
+              directory: Path, tables: list[Table] | None = None) -> str:
+    extra = "".join(f"<h2>{html.escape(h)}</h2>{_html_table(c, r)}" for h, c, r in tables or [])
     figs = []
     for caption, file in figures:
         data = base64.b64encode((directory / file).read_bytes()).decode()
@@ -62,8 +76,9 @@ figure {{ display: inline-block; margin: 0.5rem; vertical-align: top; }}
 img {{ max-width: 520px; border: 1px solid #eee; }} figcaption {{ font-size: 0.85rem; color: #555; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{_html_table(COLUMNS, rows)}
 <ul>{note_items}</ul>
+{extra}
 {''.join(figs)}
 </body></html>
 """

@@ -27,3 +27,25 @@ def main(params: Params, project: Path) -> None:
         rec.tags({"csl.data.content_hash": meta["content_hash"], "csl.data.name": meta["name"]})
     print(f"prepared {meta['name']} from {meta['source']}: {meta['num_train']} train / {meta['num_test']} test, "
           f"shape {meta['shape']} -> {Layout(project, params).prepared}")
+
+
+def fetch_main(params: Params, project: Path, repo: str, rev: str, path: str, track: bool = True) -> None:
+    """``csl fetch-data``: the pipeline's prepare stage when the data is versioned elsewhere:
+    the DVC-versioned ``path`` of ``repo`` at ``rev``, fetched from its DVC remote and verified."""
+    import contextlib
+
+    from csl import tracking
+    from csl.data import versioned
+
+    run = tracking.stage_run(project, params.tracking.experiment, "prepare") if track else contextlib.nullcontext()
+    with run as rec:
+        o = versioned.fetch(repo, rev, path, project / path)
+        meta = csl_data.read_meta(project / path)
+        if rec is not None:
+            rec.params({"data": {"repo": repo, "rev": rev, "path": path}})
+            rec.metrics({"num_train": meta["num_train"], "num_test": meta["num_test"]})
+            rec.tags({"csl.data.content_hash": meta["content_hash"], "csl.data.name": meta["name"],
+                      "csl.data.dvc_md5": o.md5, "csl.data.remote": o.remote, "csl.data.repo": repo,
+                      "csl.data.rev": o.rev})
+    print(f"fetched {path} (DVC md5 {o.md5}) of {repo}@{o.rev[:12]} from {o.remote}: {meta['name']}, "
+          f"{meta['num_train']} train / {meta['num_test']} test -> {project / path}")

@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from csl import data as csl_data
+from csl.data.versioned import read_origin
 from csl.encoders.saved import load_feature_extractor
 from csl.errors import CslError
 from csl.io import atomic_write_json
 from csl.params import Params
 from csl.stages.layout import PREPARED, Layout
-
-PIPELINE_RUN_ENV = ("CSL_PIPELINE_RUN_ID", "KFP_RUN_ID")
-
 
 def params_hash(params: Params, variant: str) -> str:
     """sha256 of everything that determines the encoder and its metrics."""
@@ -46,17 +44,19 @@ def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
     example = csl_data.load(layout.prepared).test.images[:4]  # uint8 (4, C, H, W): images in
     name = model_registry.model_name(meta["name"], variant)
     md5 = tracking.dvc_out_md5(project, PREPARED)
+    origin = read_origin(layout.prepared)  # data fetched by git revision (the Kubeflow pipeline)
     commit, dirty = tracking.git_commit(project)
-    pipeline_run = next((os.environ[k] for k in PIPELINE_RUN_ENV if os.environ.get(k)), "") or \
-        os.environ.get(tracking.PARENT_ENV, "")
+    pipeline_run = tracking.pipeline_run_id() or os.environ.get(tracking.PARENT_ENV, "")
     with tracking.stage_run(project, params.tracking.experiment, "register", variant) as rec:
+        parent = tracking.current_parent(tracking.connect(project, params.tracking.experiment))
         stage_runs = tracking.latest_stage_runs(project, params.tracking.experiment, variant,
-                                                ("pretrain", "linear-eval"), os.environ.get(tracking.PARENT_ENV))
+                                                ("pretrain", "linear-eval"), parent)
         tags = {
             "csl.variant": variant, "csl.method": params.method(variant).method,
             "csl.data.name": meta["name"], "csl.data.path": str(layout.prepared.relative_to(project)),
             "csl.data.dvc_md5": md5 or "untracked", "csl.data.content_hash": meta["content_hash"],
             "csl.data.remote": tracking.dvc_remote_url(project) or "none",
+            **({"csl.data.repo": origin.repo, "csl.data.rev": origin.rev} if origin else {}),
             "csl.git_commit": commit, "csl.git_dirty": str(dirty), "csl.params_hash": params_hash(params, variant),
             "csl.pipeline_run_id": pipeline_run, "csl.run.register": rec.run_id,
             **{f"csl.run.{stage}": run_id for stage, run_id in stage_runs.items()},

@@ -37,7 +37,28 @@ def collect(params: Params, project: Path) -> tuple[list[dict[str, Any]], dict[s
     return rows, histories
 
 
-def report(params: Params, project: Path, lineage: list[str] | None = None) -> list[dict[str, Any]]:
+REGISTRY_COLUMNS = [
+    ("name", "registered model", "{}"), ("version", "version", "{}"), ("alias", "alias", "{}"),
+    ("linear_top1", "linear top-1", "{:.2%}"), ("knn_top1", "kNN top-1", "{:.2%}"),
+    ("data_md5", "data (DVC md5)", "{:.12}"), ("commit", "code commit", "{:.10}"),
+    ("pipeline_run", "pipeline run", "{:.12}"), ("decision", "champion decision", "{}"),
+]
+
+
+def registry_table(dataset: str) -> list[dict[str, Any]]:
+    """Every encoder registered for ``dataset`` (all variants, all pipeline runs), oldest first:
+    the comparison across runs with each version's lineage and registry status."""
+    from csl.tracking import model_registry
+
+    rows = model_registry.listing(model_registry.dataset_prefix(dataset))
+    for r in rows:
+        for k in ("linear_top1", "knn_top1"):
+            r[k] = float(r[k]) if r[k] else None
+    return sorted(rows, key=lambda r: (r["created"], r["name"]))
+
+
+def report(params: Params, project: Path, lineage: list[str] | None = None,
+           registry: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Pure stage: results of all variants -> ``reports/`` (written atomically)."""
     layout = Layout(project, params)
     meta = csl_data.read_meta(layout.prepared)
@@ -61,9 +82,12 @@ def report(params: Params, project: Path, lineage: list[str] | None = None) -> l
             "architecture, untrained.",
             *(lineage or []),
         ]
-        (tmp / "report.md").write_text(markdown(title, rows, figures, notes))
-        (tmp / "report.html").write_text(html_page(title, rows, figures, notes, tmp))
+        tables = [("Registered encoders across pipeline runs", REGISTRY_COLUMNS, registry)] if registry else []
+        (tmp / "report.md").write_text(markdown(title, rows, figures, notes, tables))
+        (tmp / "report.html").write_text(html_page(title, rows, figures, notes, tmp, tables))
         (tmp / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+        if registry is not None:
+            (tmp / "registry.json").write_text(json.dumps(registry, indent=2) + "\n")
     return rows
 
 
@@ -78,8 +102,10 @@ def main(params: Params, project: Path) -> None:
         lineage = [f"Code: git commit {commit}{' (with uncommitted changes)' if dirty else ''}. "
                    f"Prepared data: DVC md5 {md5 or 'not yet recorded in dvc.lock'}. "
                    f"MLflow store: {tracking.tracking_uri(project)}, experiment '{params.tracking.experiment}'."]
-        rows = report(params, project, lineage)
-        for r in rows:
-            rec.metrics({f"{r['variant']}.{k}": r[k] for k in ("linear_top1", "knn_top1") if k in r})
+        rows = report(params, project, lineage, registry_table(csl_data.read_meta(layout.prepared)["name"]))
+        summary = {f"{r['variant']}.{k}": r[k] for r in rows for k in ("linear_top1", "knn_top1") if k in r}
+        rec.metrics(summary)
         rec.artifact(layout.reports, "report")
+    # a Kubeflow run's parent run gets the report and ends here ('csl run' ends its own)
+    tracking.close_pipeline_parent(project, params.tracking.experiment, "FINISHED", layout.reports, summary)
     print(f"report: {layout.reports / 'report.html'} (and report.md)")

@@ -52,3 +52,17 @@ def export(src: Path, dst: str) -> None:
         shutil.copytree(src, d, dirs_exist_ok=True)
     else:
         shutil.copy2(src, d)
+
+
+def step_namespace() -> str:
+    """The Kubernetes namespace this step's pod runs in (its service account's), else ``default``."""
+    f = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return f.read_text().strip() if f.is_file() else "default"
+
+
+def close_parent(ws: Path, status: str) -> str | None:
+    """End this pipeline run's MLflow parent run with ``status`` if it is still running."""
+    from csl import tracking
+    from csl.params import load_params
+
+    return tracking.close_pipeline_parent(ws, load_params(ws / "params.yaml").tracking.experiment, status)

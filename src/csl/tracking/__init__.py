@@ -84,8 +84,12 @@ PIPELINE_OUTPUTS = ("dvc.lock", "runs", "reports", "data")
 
 
 def git_commit(project_dir: Path) -> tuple[str, bool]:
-    """``(commit, dirty)`` of the project's git checkout, or ``("unknown", False)``. Dirty means
-    tracked code or parameters differ from the commit (pipeline outputs are not counted)."""
+    """``(commit, dirty)`` of the project's git checkout; outside a checkout (a pipeline step in the
+    image) ``CSL_GIT_COMMIT`` set at image build, else ``"unknown"``. Dirty means tracked code or
+    parameters differ from the commit (pipeline outputs are not counted)."""
+    image_commit = os.environ.get("CSL_GIT_COMMIT") or "unknown"
+    if not (project_dir / ".git").exists() and image_commit != "unknown":
+        return image_commit, False
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -94,20 +98,23 @@ def git_commit(project_dir: Path) -> tuple[str, bool]:
                                     cwd=project_dir, capture_output=True, text=True, check=True).stdout.strip())
         return commit, dirty
     except (OSError, subprocess.CalledProcessError):
-        return "unknown", False
+        return image_commit, False
 
 
 def dvc_out_md5(project_dir: Path, out: str) -> str | None:
-    """The md5 DVC recorded in dvc.lock for output ``out`` (``...dir`` for directories)."""
+    """The md5 DVC recorded in dvc.lock for output ``out`` (``...dir`` for directories), or,
+    for data fetched by ``csl fetch-data`` (no dvc.lock here), the md5 it was verified against."""
+    from csl.data.versioned import read_origin
+
     lock = project_dir / "dvc.lock"
-    if not lock.is_file():
-        return None
-    data = yaml.safe_load(lock.read_text()) or {}
-    for stage in (data.get("stages") or {}).values():
-        for o in stage.get("outs", []) or []:
-            if Path(o.get("path", "")) == Path(out):
-                return o.get("md5")
-    return None
+    if lock.is_file():
+        data = yaml.safe_load(lock.read_text()) or {}
+        for stage in (data.get("stages") or {}).values():
+            for o in stage.get("outs", []) or []:
+                if Path(o.get("path", "")) == Path(out):
+                    return o.get("md5")
+    origin = read_origin(project_dir / out)
+    return origin.md5 if origin else None
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -181,7 +188,7 @@ def stage_run(project_dir: Path, experiment: str, stage: str, variant: str | Non
     import mlflow
 
     exp_id = connect(project_dir, experiment)
-    parent = parent_run_id or os.environ.get(PARENT_ENV) or None
+    parent = parent_run_id or current_parent(exp_id)
     commit, dirty = git_commit(project_dir)
     name = stage if variant is None else f"{stage}@{variant}"
     tags = {"csl.stage": stage, "csl.git_commit": commit, "csl.git_dirty": str(dirty),
@@ -195,6 +202,65 @@ def stage_run(project_dir: Path, experiment: str, stage: str, variant: str | Non
         raise TrackingError(f"cannot start an MLflow run in {tracking_uri(project_dir)}: {e}") from None
     with run:
         yield Recorder(run.info.run_id)
+
+
+PIPELINE_RUN_ENV = ("CSL_PIPELINE_RUN_ID", "KFP_RUN_ID")
+
+
+def pipeline_run_id() -> str:
+    """The orchestrator's run id (a Kubeflow pipeline run), or ``""``."""
+    return next((os.environ[k] for k in PIPELINE_RUN_ENV if os.environ.get(k)), "")
+
+
+def _pipeline_parent(exp_id: str, run_id: str, create: bool) -> str | None:
+    """The MLflow parent run of Kubeflow pipeline run ``run_id`` (tag ``csl.pipeline_run_id``),
+    created RUNNING by its first step (prepare) when ``create``."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    found = mlflow.search_runs(experiment_ids=[exp_id], output_format="list", max_results=1,
+                               filter_string=f"tags.`csl.stage` = 'pipeline' AND tags.`csl.pipeline_run_id` = '{run_id}'")
+    if found:
+        return str(found[0].info.run_id)
+    if not create:
+        return None
+    run = MlflowClient().create_run(exp_id, run_name=f"pipeline {run_id}",
+                                    tags={"csl.stage": "pipeline", "csl.pipeline_run_id": run_id,
+                                          "csl.orchestrator": "kubeflow"})
+    return str(run.info.run_id)
+
+
+def current_parent(exp_id: str) -> str | None:
+    """The parent run for this process's stage runs: ``csl run``'s (``CSL_PARENT_RUN_ID``), else
+    the Kubeflow pipeline run's (found or created by tag), else none."""
+    if os.environ.get(PARENT_ENV):
+        return os.environ[PARENT_ENV]
+    run_id = pipeline_run_id()
+    return _pipeline_parent(exp_id, run_id, create=True) if run_id else None
+
+
+def close_pipeline_parent(project_dir: Path, experiment: str, status: str = "FINISHED",
+                          report_dir: Path | None = None, metrics: dict[str, float] | None = None) -> str | None:
+    """End a Kubeflow pipeline's parent run (report step: FINISHED with the report and the
+    summary metrics; exit handler: FAILED if nothing finished it). ``csl run``'s parent is
+    ended by ``csl run`` itself, so this does nothing there. Returns the parent run id."""
+    from mlflow.tracking import MlflowClient
+
+    run_id = pipeline_run_id()
+    if os.environ.get(PARENT_ENV) or not run_id:
+        return None
+    parent = _pipeline_parent(connect(project_dir, experiment), run_id, create=False)
+    if parent is None:
+        return None
+    client = MlflowClient()
+    if client.get_run(parent).info.status != "RUNNING":
+        return parent
+    if report_dir is not None and report_dir.is_dir():
+        client.log_artifacts(parent, str(report_dir), "report")
+    for k, v in (metrics or {}).items():
+        client.log_metric(parent, k, float(v))
+    client.set_terminated(parent, status)
+    return parent
 
 
 @contextlib.contextmanager
@@ -222,8 +288,13 @@ def child_runs(project_dir: Path, experiment: str, parent_run_id: str) -> list[d
              "tags": r.data.tags, "metrics": r.data.metrics} for r in df]
 
 
-def dvc_remote_url(project_dir: Path) -> str | None:
-    """The URL of the project's default DVC remote, or None."""
+def dvc_remote_url(project_dir: Path, out: str = "data/prepared") -> str | None:
+    """The URL of the project's default DVC remote (or the remote ``out`` was fetched from), or None."""
+    from csl.data.versioned import read_origin
+
+    origin = read_origin(project_dir / out)
+    if origin is not None:
+        return origin.remote
     try:
         from dvc.repo import Repo
 

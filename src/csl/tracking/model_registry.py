@@ -153,17 +153,28 @@ def resolve(uri_or_name: str) -> Any:
     raise CslError(f"no registered model {ref!r}; list them with csl registry list")
 
 
-def listing() -> list[dict[str, Any]]:
+def dataset_prefix(dataset: str) -> str:
+    """The name prefix of every encoder registered for ``dataset``."""
+    return model_name(dataset, "x")[:-1]
+
+
+def listing(prefix: str = f"{PREFIX}-") -> list[dict[str, Any]]:
+    """Every version of the registered models whose name starts with ``prefix``: registry
+    status (aliases, the champion decision) and lineage (data md5, commit, pipeline run)."""
     client = _client()
     rows = []
-    for rm in client.search_registered_models(f"name LIKE '{PREFIX}-%'"):
+    for rm in client.search_registered_models(f"name LIKE '{prefix}%'"):
         versions = client.search_model_versions(f"name = '{rm.name}'")
-        aliases = {v: a for a, v in (rm.aliases or {}).items()}
+        aliases: dict[str, list[str]] = {}
+        for a, v in (rm.aliases or {}).items():
+            aliases.setdefault(str(v), []).append(a)
         for mv in sorted(versions, key=lambda v: int(v.version)):
-            rows.append({"name": rm.name, "version": mv.version, "alias": aliases.get(mv.version, ""),
-                         "linear_top1": mv.tags.get("csl.metrics.linear_top1", ""),
-                         "data_md5": mv.tags.get("csl.data.dvc_md5", ""),
-                         "commit": mv.tags.get("csl.git_commit", "")[:10]})
+            t = mv.tags
+            rows.append({"name": rm.name, "version": str(mv.version), "alias": ",".join(aliases.get(str(mv.version), [])),
+                         "variant": t.get("csl.variant", ""), "linear_top1": t.get("csl.metrics.linear_top1", ""),
+                         "knn_top1": t.get("csl.metrics.knn_top1", ""), "data_md5": t.get("csl.data.dvc_md5", ""),
+                         "commit": t.get("csl.git_commit", "")[:10], "pipeline_run": t.get("csl.pipeline_run_id", ""),
+                         "decision": t.get("csl.champion_decision", ""), "created": int(mv.creation_timestamp or 0)})
     return rows
 
 
@@ -187,7 +198,8 @@ def lineage(ref: str) -> dict[str, Any]:
                   "champion_decision": t.get("csl.champion_decision")},
         "dataset": {"name": t.get("csl.data.name"), "path": t.get("csl.data.path"),
                     "dvc_md5": t.get("csl.data.dvc_md5"), "content_hash": t.get("csl.data.content_hash"),
-                    "remote": t.get("csl.data.remote")},
+                    "remote": t.get("csl.data.remote"), "repo": t.get("csl.data.repo"),
+                    "rev": t.get("csl.data.rev")},
         "code": {"git_commit": t.get("csl.git_commit"), "git_dirty": t.get("csl.git_dirty")},
         "params": {"hash": t.get("csl.params_hash")},
         "pipeline_run": t.get("csl.pipeline_run_id") or None,
