@@ -10,7 +10,7 @@ model so that lineage reaches the pipeline run.
 """
 
 
-from typing import List
+from typing import Dict, List
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -50,7 +50,8 @@ def prepare(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data_repo
 @dsl.component(base_image=IMAGE)
 def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
              launcher: str, data_repo: str, data_rev: str, job_image: str, job_nodes: int, job_gpus_per_node: int,
-             job_namespace: str, encoder: Output[Model]) -> None:
+             job_namespace: str, node_selector: Dict[str, str], tolerations: List[dict],
+             encoder: Output[Model]) -> None:
     """Pretrain one variant -> ``runs/V/pretrain`` as a Model artifact. ``launcher``: ``local``
     (``csl pretrain`` in this step) or ``pytorchjob`` (a PyTorchJob of ``job_nodes`` pods with
     ``job_gpus_per_node`` GPUs each, followed to the end; the step fails with the job's reason)."""
@@ -67,7 +68,8 @@ def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
 
         pretrain_job(params_yaml, variant, data_repo, data_rev, pipeline_run_id, Path(out), image=job_image,
                      nodes=job_nodes, nproc_per_node=max(1, job_gpus_per_node), gpus_per_node=job_gpus_per_node,
-                     namespace=job_namespace or step_namespace())
+                     namespace=job_namespace or step_namespace(), node_selector=node_selector,
+                     tolerations=[t["key"] for t in tolerations if t.get("key")])
     else:
         raise ValueError(f"unknown launcher {launcher!r}: use 'local' or 'pytorchjob'")
     export(out, encoder.path)

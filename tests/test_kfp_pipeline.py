@@ -24,11 +24,12 @@ def test_compiled_pipeline_matches_the_golden_file(tmp_path: Path) -> None:
     from pipelines.csl_pipeline import compile_to
 
     compile_to(str(tmp_path / "p.yaml"))
-    fresh = yaml.safe_load((tmp_path / "p.yaml").read_text())
-    golden = yaml.safe_load((REPO / "pipelines" / "csl_pipeline.yaml").read_text())
+    fresh, fresh_platform = yaml.safe_load_all((tmp_path / "p.yaml").read_text())
+    golden, golden_platform = yaml.safe_load_all((REPO / "pipelines" / "csl_pipeline.yaml").read_text())
     fresh.pop("sdkVersion", None)
     golden.pop("sdkVersion", None)
-    assert fresh == golden, "pipelines/csl_pipeline.yaml is stale: run python pipelines/csl_pipeline.py"
+    assert (fresh, fresh_platform) == (golden, golden_platform), \
+        "pipelines/csl_pipeline.yaml is stale: run python pipelines/csl_pipeline.py"
     root = golden["root"]["dag"]["tasks"]
     assert set(root) == {"exit-handler-1", "cleanup"}
     # the exit handler runs however the run ended

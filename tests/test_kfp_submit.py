@@ -36,18 +36,24 @@ def test_submit_creates_a_run_with_the_compiled_pipeline_and_follows_it(fake: Fa
     p = project(tmp_path)
     rc = main(["--project", str(p), "pipeline", "submit", "--host", fake.url, "--data-repo",
                "https://git.example.com/ml/data.git", "--data-rev", "v3", "--launcher", "pytorchjob",
-               "--job-nodes", "4", "--job-gpus-per-node", "8", "--run-name", "nightly", "--wait", "--poll", "0.01"])
+               "--job-nodes", "4", "--job-gpus-per-node", "8", "--run-name", "nightly", "--wait", "--poll", "0.01",
+               "--node-selector", "nvidia.com/gpu.present=true", "--toleration", "nvidia.com/gpu"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert [e["display_name"] for e in fake.experiments.values()] == ["csl"]
     (run,) = fake.runs.values()
     assert run["display_name"] == "nightly" and run["experiment_id"] == "exp-1"
-    golden = yaml.safe_load((REPO / "pipelines" / "csl_pipeline.yaml").read_text())
-    sent = run["pipeline_spec"]
-    sent.pop("sdkVersion", None)
-    golden.pop("sdkVersion", None)
-    assert sent == golden  # the pipeline as compiled
     args = run["runtime_config"]["parameters"]
+    golden, platform = yaml.safe_load_all((REPO / "pipelines" / "csl_pipeline.yaml").read_text())
+    sent = run["pipeline_spec"]
+    sent_spec = sent["pipeline_spec"]
+    sent_spec.pop("sdkVersion", None)
+    golden.pop("sdkVersion", None)
+    assert sent_spec == golden  # the pipeline as compiled
+    assert sent["platform_spec"] == platform  # with its Kubernetes settings
+    assert run["service_account"] == "csl-pipeline-runner"
+    assert args["node_selector"] == {"nvidia.com/gpu.present": "true"}
+    assert args["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert args["params_yaml"] == (p / "params.yaml").read_text()
     assert args["variants"] == yaml.safe_load((p / "params.yaml").read_text())["variants"]
     assert (args["data_repo"], args["data_rev"], args["launcher"]) == ("https://git.example.com/ml/data.git", "v3",

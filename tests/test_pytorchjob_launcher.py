@@ -118,8 +118,18 @@ def test_a_failed_job_fails_the_step_and_the_exit_handler_deletes_it(tmp_path: P
         objs = k8s.api(str(fake.kubeconfig(tmp_path / "kubeconfig")))
         with pytest.raises(JobFailedError, match="1 Worker replica\\(s\\) failed"):
             launch.pretrain_job(yaml.safe_dump(params), VARIANT, "https://git.example.com/d.git", "v1", "run-9",
-                                tmp_path / "out", image="csl:test", namespace="ml", objs=objs, poll=0.01)
+                                tmp_path / "out", image="csl:test", namespace="ml", objs=objs, poll=0.01,
+                                gpus_per_node=8, nproc_per_node=8, node_selector={"gpu": "h100"},
+                                tolerations=["dedicated"])
         assert not (tmp_path / "out").exists()
+        from csl.k8s.validate import validate
+
+        posted = next(b for m, _, b in fake.requests if m == "POST")
+        assert validate(posted) == []
+        pod = posted["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"gpu": "h100"}
+        assert [t["key"] for t in pod["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
         assert launch.cleanup("run-9", "ml", objs) == ["csl-simclr-tiny-run-9"]
         assert fake.jobs == {}
         assert launch.cleanup("other-run", "ml", objs) == []

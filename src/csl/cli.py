@@ -102,10 +102,14 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--job-gpus-per-node", type=int, default=0)
         sp.add_argument("--job-image", default="ghcr.io/csl-project/csl:latest")
         sp.add_argument("--job-namespace", default="")
+        sp.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE",
+                        help="nodeSelector of the training pods (repeatable), e.g. nvidia.com/gpu.present=true")
+        sp.add_argument("--toleration", action="append", default=[], metavar="TAINT_KEY",
+                        help="a taint the training pods tolerate (repeatable), e.g. nvidia.com/gpu")
         sp.add_argument("--experiment", default="csl", help="KFP experiment (created if missing)")
         sp.add_argument("--namespace", help="KFP namespace (multi-user deployments)")
-        sp.add_argument("--service-account", help="Kubernetes service account of the steps (default: the "
-                                                  "deployment's; see k8s/kfp)")
+        sp.add_argument("--service-account", default="csl-pipeline-runner",
+                        help="Kubernetes service account of the steps (default: %(default)s, from k8s/kfp)")
         sp.add_argument("--token", help="bearer token for the KFP API (default: none)")
     pl_sub.add_argument("--run-name", help="default: csl-<variants>-<UTC time>")
     pl_sub.add_argument("--wait", action="store_true", help="follow the run to the end (exit 2 if it fails)")
@@ -327,7 +331,8 @@ def _pipeline(args: argparse.Namespace, project: Path, params_path: Path) -> int
                  "data_rev": args.data_rev, "allow_unversioned": args.allow_unversioned,
                  "tracking_uri": args.tracking_uri, "launcher": args.launcher, "job_image": args.job_image,
                  "job_nodes": args.job_nodes, "job_gpus_per_node": args.job_gpus_per_node,
-                 "job_namespace": args.job_namespace}
+                 "job_namespace": args.job_namespace, "node_selector": _pairs(args.node_selector),
+                 "tolerations": [{"key": k, "operator": "Exists", "effect": "NoSchedule"} for k in args.toleration]}
     with tempfile.TemporaryDirectory() as d:
         package = str(Path(d) / "csl_pipeline.yaml")
         compile_to(package)
@@ -345,6 +350,15 @@ def _pipeline(args: argparse.Namespace, project: Path, params_path: Path) -> int
         if args.wait:
             kfp_client.wait(client, sub.id, args.timeout, args.poll)
     return 0
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    from csl.errors import ConfigError
+
+    bad = [i for i in items if "=" not in i or not i.split("=", 1)[0]]
+    if bad:
+        raise ConfigError(f"--node-selector takes KEY=VALUE, got {bad[0]!r}")
+    return dict(i.split("=", 1) for i in items)
 
 
 def _registry(args: argparse.Namespace, project: Path) -> int:

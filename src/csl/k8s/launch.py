@@ -35,7 +35,8 @@ def artifact_uri(params_yaml: str) -> str:
 
 def pretrain_job(params_yaml: str, variant: str, data_repo: str, data_rev: str, pipeline_run_id: str,
                  out: Path, *, image: str, nodes: int = 2, nproc_per_node: int = 1, gpus_per_node: int = 0,
-                 namespace: str = "default", objs: Any = None, poll: float = 15.0,
+                 namespace: str = "default", node_selector: dict[str, str] | None = None,
+                 tolerations: list[str] | None = None, objs: Any = None, poll: float = 15.0,
                  timeout: float = 7 * 24 * 3600) -> k8s.JobStatus:
     """Run the variant's pretraining as a PyTorchJob; its ``runs/<variant>/pretrain`` ends in ``out``."""
     from csl.io import s3
@@ -49,7 +50,8 @@ def pretrain_job(params_yaml: str, variant: str, data_repo: str, data_rev: str, 
     spec = JobSpec(variant=variant, image=image, nodes=nodes, nproc_per_node=nproc_per_node,
                    gpus_per_node=gpus_per_node, namespace=namespace, name=f"csl-{variant}-{suffix}",
                    params_yaml=params_yaml, data_repo=data_repo, data_rev=data_rev or "HEAD",
-                   pipeline_run_id=pipeline_run_id or None)
+                   pipeline_run_id=pipeline_run_id or None,
+                   node_selector=tuple(sorted((node_selector or {}).items())), tolerations=tuple(tolerations or ()))
     objs = objs if objs is not None else k8s.api()
     st = k8s.submit(objs, render(spec), namespace)
     print(f"created PyTorchJob {namespace}/{st.name} ({nodes} pods x {nproc_per_node} processes)", flush=True)

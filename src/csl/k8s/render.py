@@ -46,6 +46,8 @@ class JobSpec:
     data_repo: str | None = None  # ... and the git repository + revision of the DVC-versioned data
     data_rev: str = "HEAD"
     pipeline_run_id: str | None = None  # label + CSL_PIPELINE_RUN_ID (lineage; cleanup by the exit handler)
+    node_selector: tuple[tuple[str, str], ...] = ()  # e.g. (("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),)
+    tolerations: tuple[str, ...] = ()  # taint keys tolerated (operator Exists, effect NoSchedule)
 
     def validate(self) -> None:
         if self.nodes < 1 or self.nproc_per_node < 1 or self.gpus_per_node < 0 or self.max_restarts < 0:
@@ -116,8 +118,12 @@ def _pod(spec: JobSpec) -> dict[str, Any]:
     }
     if spec.pipeline_run_id:
         pod["metadata"]["labels"][PIPELINE_LABEL] = label_value(spec.pipeline_run_id)
-    if spec.gpus_per_node:
-        pod["spec"]["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    keys = (("nvidia.com/gpu",) if spec.gpus_per_node else ()) + tuple(spec.tolerations)
+    if keys:
+        pod["spec"]["tolerations"] = [{"key": k, "operator": "Exists", "effect": "NoSchedule"}
+                                      for k in dict.fromkeys(keys)]
+    if spec.node_selector:
+        pod["spec"]["nodeSelector"] = dict(spec.node_selector)
     return pod
 
 
