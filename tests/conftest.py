@@ -175,44 +175,62 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class MlflowServer:
+    """A real ``mlflow server`` subprocess on loopback (SQLite backend, proxied artifacts); it
+    can be stopped and started again on the same port and store."""
+
+    def __init__(self, tmp: Path, artifacts: str, env: dict[str, str] | None = None) -> None:
+        self.tmp, self.artifacts, self.env = tmp, artifacts, env or {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        import time
+        import urllib.request
+
+        env = {**os.environ, **self.env}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        log = open(self.tmp / "mlflow-server.log", "ab")  # noqa: SIM115 (the server holds it)
+        self.proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.tmp / 'server.db'}", "--artifacts-destination",
+             self.artifacts], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self.url
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not start:\n" + (self.tmp / "mlflow-server.log").read_text())
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
 @pytest.fixture
 def mlflow_server(s3, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A real ``mlflow server`` on loopback: SQLite backend, artifacts proxied to the loopback S3
     server (``s3://<bucket>/mlflow``), so clients need no S3 credentials. Yields
     ``(url, bucket)``."""
-    import time
-    import urllib.request
-
     endpoint, bucket, env = s3
-    port = free_port()
-    server_env = {**os.environ, **env, "MLFLOW_S3_ENDPOINT_URL": endpoint}
-    server_env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(tmp_path / "mlflow-server.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", f"s3://{bucket}/mlflow"],
-        env=server_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(tmp_path, f"s3://{bucket}/mlflow", {**env, "MLFLOW_S3_ENDPOINT_URL": endpoint})
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not start:\n" + (tmp_path / "mlflow-server.log").read_text())
-            time.sleep(0.5)
-        yield url, bucket
+        yield server.start(), bucket
     finally:
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        server.stop()

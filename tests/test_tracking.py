@@ -91,3 +91,61 @@ def test_git_dirty_counts_code_and_params_not_pipeline_outputs(tmp_path: Path) -
     assert tracking.git_commit(tmp_path) == (commit, False)
     (tmp_path / "params.yaml").write_text("b\n")
     assert tracking.git_commit(tmp_path) == (commit, True)
+
+
+def test_server_lost_mid_stage_keeps_the_results_and_relog_logs_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A real ``mlflow server`` stops in the middle of a stage: the stage finishes, its outputs
+    are written, the run is kept in .csl/pending-tracking; ``csl relog`` fails clearly while the
+    server is down and logs everything (metric history, params, artifacts) once it is back."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from conftest import MlflowServer
+    from csl.cli import main
+
+    server = MlflowServer(tmp_path, (tmp_path / "artifacts").as_uri())
+    url = server.start()
+    proj = tmp_path / "proj"
+    out = proj / "runs" / "v" / "pretrain"
+    out.mkdir(parents=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv(tracking.RETRIES_ENV, "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    try:
+        with tracking.stage_run(proj, "exp", "pretrain", "v") as rec:
+            rec.params({"train": {"epochs": 2}})
+            rec.metrics({"loss": 2.0}, step=0)
+            server.stop()  # the server goes away mid-stage
+            rec.metrics({"loss": 1.5}, step=1)
+            (out / "encoder.pt").write_bytes(b"weights")  # the stage's work goes on
+            rec.artifact(out / "encoder.pt", "encoder")
+        lost = rec.run_id
+        assert rec.offline and (out / "encoder.pt").read_bytes() == b"weights"
+        err = capsys.readouterr().err
+        assert "became unreachable during pretrain@v" in err and "csl relog" in err
+        assert len(tracking.pending(proj)) == 1
+        # while the server is down: a clear error, the journal is kept
+        assert main(["--project", str(proj), "relog"]) == 2
+        assert "unreachable after 1 attempts" in capsys.readouterr().err
+        assert len(tracking.pending(proj)) == 1
+        server.start()  # back, same store
+        assert main(["--project", str(proj), "relog"]) == 0
+        assert "re-logged pretrain@v as run" in capsys.readouterr().out
+        assert tracking.pending(proj) == []
+        mlflow.set_tracking_uri(url)
+        client = MlflowClient()
+        runs = mlflow.search_runs(experiment_names=["exp"], output_format="list",
+                                  filter_string=f"tags.`csl.relogged_from` = '{lost}'")
+        assert len(runs) == 1
+        new = runs[0]
+        assert new.info.status == "FINISHED" and new.data.params["train.epochs"] == "2"
+        assert [(m.step, m.value) for m in client.get_metric_history(new.info.run_id, "loss")] == [(0, 2.0), (1, 1.5)]
+        assert [f.path for f in client.list_artifacts(new.info.run_id, "encoder")] == ["encoder/encoder.pt"]
+        old = client.get_run(lost)
+        assert old.info.status == "FAILED" and old.data.tags["csl.relogged_as"] == new.info.run_id
+        assert main(["--project", str(proj), "relog"]) == 0
+        assert "nothing to re-log" in capsys.readouterr().out
+    finally:
+        server.stop()

@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     r = add("run", "run the whole pipeline through DVC (only what changed) under one MLflow parent run")
     r.add_argument("--force", action="store_true", help="rerun every stage")
     add("params", "print the fully resolved parameters as YAML")
+    sub.add_parser("relog", help="log the stage runs the MLflow server missed (kept in .csl/pending-tracking)",
+                   description="log the stage runs whose tracking server became unreachable mid-stage; their "
+                               "results were written locally and kept in .csl/pending-tracking")
     m = sub.add_parser("methods", help="list methods, components and the variants in params.yaml",
                        description="list methods, components and the variants in params.yaml; "
                                    "'csl methods show NAME' prints a method's defaults or a variant's composition")
@@ -183,6 +186,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "k8s":
             return _k8s(args, params_path)
+        if args.command == "relog":
+            from csl import tracking
+
+            todo = tracking.pending(project)
+            if not todo:
+                print("nothing to re-log: every stage run reached the tracking server")
+                return 0
+            for name, run_id in tracking.relog(project):
+                print(f"re-logged {name} as run {run_id} in {tracking.tracking_uri(project)}")
+            return 0
         if args.command == "fetch-data":
             from csl.stages import prepare
 

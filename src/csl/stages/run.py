@@ -114,4 +114,9 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
                 parent.metrics({f"{r['variant']}.{k}": r[k] for k in
                                 ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1") if k in r})
     print(headline(project))
+    missed = tracking.pending(project)
+    if missed:
+        raise CslError(f"{len(missed)} stage run(s) did not reach the MLflow server ({tracking.tracking_uri(project)}); "
+                       f"their results are written and kept ({project / tracking.PENDING}): run 'csl relog' once "
+                       "the server answers")
     return True

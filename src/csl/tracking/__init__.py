@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +23,10 @@ from csl.errors import TrackingError
 
 PARENT_ENV = "CSL_PARENT_RUN_ID"
 RETRIES_ENV = "CSL_TRACKING_RETRIES"
+
+
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}  # ~15 s of retries, then 'csl relog' later
 
 
 def tracking_uri(project_dir: Path) -> str:
@@ -58,6 +63,10 @@ def use_store(project_dir: Path) -> str:
     uri = tracking_uri(project_dir)
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
+        # MLflow retries each request with exponential backoff; its defaults (7 retries, 120 s
+        # timeouts) would stall training for minutes per logged metric once the server is gone
+        for k, v in HTTP_RETRY_DEFAULTS.items():
+            os.environ.setdefault(k, v)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -129,31 +138,62 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Recorder:
-    """What a stage may log: params, metrics, the dataset input and artifacts."""
+    """What a stage may log: params, metrics, the dataset input and artifacts.
 
-    def __init__(self, run_id: str) -> None:
+    Every call is also kept in a journal. When the tracking server stops answering in the middle
+    of a stage (after MLflow's own retries with backoff), the recorder goes offline: the stage
+    finishes and writes its outputs as usual, and ``stage_run`` saves the journal under
+    ``.csl/pending-tracking/`` for ``csl relog`` to log once the server is back.
+    """
+
+    def __init__(self, run_id: str, name: str = "", experiment: str = "", parent: str | None = None,
+                 tags: dict[str, str] | None = None) -> None:
         self.run_id = run_id
+        self.offline: str | None = None  # the error that took the server away
+        self.journal: dict[str, Any] = {"run_id": run_id, "name": name, "experiment": experiment, "parent": parent,
+                                        "tags": dict(tags or {}), "entries": []}
+
+    def _log(self, kind: str, payload: dict[str, Any], fn: Any) -> None:
+        self.journal["entries"].append({"kind": kind, **payload})
+        if self.offline:
+            return
+        try:
+            fn()
+        except Exception as e:  # MlflowException, requests' ConnectionError, ... after MLflow's retries
+            self.offline = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            print(f"csl: warning: MLflow stopped answering ({self.offline}); the stage goes on and its results are "
+                  "kept for 'csl relog'", file=sys.stderr, flush=True)
 
     def params(self, params: dict[str, Any]) -> None:
         import mlflow
 
         flat = {k: str(v)[:6000] for k, v in flatten(params).items()}
-        items = list(flat.items())
-        for i in range(0, len(items), 100):
-            mlflow.log_params(dict(items[i : i + 100]))
+
+        def log() -> None:
+            items = list(flat.items())
+            for i in range(0, len(items), 100):
+                mlflow.log_params(dict(items[i : i + 100]))
+
+        self._log("params", {"values": flat}, log)
 
     def metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         import mlflow
 
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        values = {k: float(v) for k, v in metrics.items()}
+        self._log("metrics", {"values": values, "step": step}, lambda: mlflow.log_metrics(values, step=step))
 
     def tags(self, tags: dict[str, Any]) -> None:
         import mlflow
 
-        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        values = {k: str(v) for k, v in tags.items()}
+        self._log("tags", {"values": values}, lambda: mlflow.set_tags(values))
 
     def dataset(self, meta: dict[str, Any], path: str, md5: str | None) -> None:
         """Log the prepared dataset as the run's input, digest = DVC md5 (or content hash)."""
+        self._log("dataset", {"meta": {k: meta[k] for k in ("name", "content_hash", "source")}, "path": path,
+                              "md5": md5}, lambda: self._dataset(meta, path, md5))
+
+    def _dataset(self, meta: dict[str, Any], path: str, md5: str | None) -> None:
         import mlflow
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.data.http_dataset_source import HTTPDatasetSource  # noqa: F401  (registers sources)
@@ -169,22 +209,47 @@ class Recorder:
         ds = MetaDataset(source=source, name=f"{meta['name']}-prepared", digest=digest) if source else None  # type: ignore[abstract]
         if ds is not None:
             mlflow.log_input(ds, context="training")
-        self.tags({"csl.data.dvc_md5": md5 or "untracked", "csl.data.content_hash": meta["content_hash"],
-                   "csl.data.name": meta["name"], "csl.data.source": meta["source"]})
+        mlflow.set_tags({"csl.data.dvc_md5": md5 or "untracked", "csl.data.content_hash": meta["content_hash"],
+                         "csl.data.name": meta["name"], "csl.data.source": meta["source"]})
 
     def artifact(self, path: Path, subdir: str | None = None) -> None:
         import mlflow
 
-        if path.is_dir():
-            mlflow.log_artifacts(str(path), subdir)
-        elif path.is_file():
-            mlflow.log_artifact(str(path), subdir)
+        def log() -> None:
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), subdir)
+            elif path.is_file():
+                mlflow.log_artifact(str(path), subdir)
+
+        self._log("artifact", {"path": str(Path(path).resolve()), "subdir": subdir}, log)
+
+
+PENDING = Path(".csl") / "pending-tracking"
+
+
+def _save_pending(project_dir: Path, rec: Recorder, status: str) -> Path:
+    import json
+
+    from csl.io import atomic_write_text
+
+    d = project_dir / PENDING
+    d.mkdir(parents=True, exist_ok=True)
+    f = d / f"{time.strftime('%Y%m%d-%H%M%S')}-{rec.run_id[:8]}-{rec.journal['name'].replace('@', '_')}.json"
+    atomic_write_text(f, json.dumps({**rec.journal, "status": status, "error": rec.offline}, indent=1) + "\n")
+    return f
+
+
+def pending(project_dir: Path) -> list[Path]:
+    """Journals of stage runs the tracking server did not receive (``csl relog`` logs them)."""
+    return sorted((project_dir / PENDING).glob("*.json"))
 
 
 @contextlib.contextmanager
 def stage_run(project_dir: Path, experiment: str, stage: str, variant: str | None = None,
               parent_run_id: str | None = None) -> Iterator[Recorder]:
-    """An MLflow run for one stage (child of the pipeline run when there is one)."""
+    """An MLflow run for one stage (child of the pipeline run when there is one). The server must
+    answer at the start (else a TrackingError, before any work); if it goes away during the
+    stage, the results are kept for ``csl relog`` (see :class:`Recorder`)."""
     import mlflow
 
     exp_id = connect(project_dir, experiment)
@@ -200,8 +265,68 @@ def stage_run(project_dir: Path, experiment: str, stage: str, variant: str | Non
                                nested=mlflow.active_run() is not None)
     except Exception as e:
         raise TrackingError(f"cannot start an MLflow run in {tracking_uri(project_dir)}: {e}") from None
-    with run:
-        yield Recorder(run.info.run_id)
+    rec = Recorder(run.info.run_id, name, experiment, parent, tags)
+    status = "FAILED"
+    try:
+        yield rec
+        status = "FINISHED"
+    finally:
+        try:
+            mlflow.end_run(status)
+        except Exception as e:
+            # (mlflow.end_run leaves the run's context before it calls the server)
+            rec.offline = rec.offline or f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        if rec.offline and status == "FINISHED":
+            f = _save_pending(project_dir, rec, status)
+            print(f"csl: warning: the MLflow server {tracking_uri(project_dir)} became unreachable during {name} "
+                  f"({rec.offline}). Its results are written locally and kept; the run is saved in {f}: log it "
+                  "with 'csl relog' once the server answers.", file=sys.stderr, flush=True)
+
+
+def relog(project_dir: Path) -> list[tuple[str, str]]:
+    """Log every pending journal as a new run (tag ``csl.relogged_from``); the server must answer.
+    Returns ``(name, new run id)`` pairs; each journal is removed once its run is logged."""
+    import json
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    done = []
+    for f in pending(project_dir):
+        j = json.loads(f.read_text())
+        exp_id = connect(project_dir, j["experiment"])
+        client = MlflowClient()
+        parent = j["parent"]
+        if parent:
+            try:
+                client.get_run(parent)
+            except Exception:
+                parent = None
+        with mlflow.start_run(experiment_id=exp_id, run_name=j["name"], parent_run_id=parent,
+                              tags={**j["tags"], "csl.relogged_from": j["run_id"]},
+                              nested=mlflow.active_run() is not None) as run:
+            rec = Recorder(run.info.run_id)
+            for e in j["entries"]:
+                kind = e["kind"]
+                if kind == "params":
+                    rec.params(e["values"])
+                elif kind == "metrics":
+                    rec.metrics(e["values"], e["step"])
+                elif kind == "tags":
+                    rec.tags(e["values"])
+                elif kind == "dataset":
+                    rec.dataset(e["meta"], e["path"], e["md5"])
+                elif kind == "artifact" and Path(e["path"]).exists():
+                    rec.artifact(Path(e["path"]), e["subdir"])
+                if rec.offline:
+                    raise TrackingError(f"the MLflow server stopped answering again while re-logging {f.name} "
+                                        f"({rec.offline}); nothing was removed, run 'csl relog' again")
+        with contextlib.suppress(Exception):  # the run the server lost: mark it so
+            client.set_terminated(j["run_id"], "FAILED")
+            client.set_tag(j["run_id"], "csl.relogged_as", run.info.run_id)
+        f.unlink()
+        done.append((j["name"], run.info.run_id))
+    return done
 
 
 PIPELINE_RUN_ENV = ("CSL_PIPELINE_RUN_ID", "KFP_RUN_ID")
@@ -273,8 +398,19 @@ def pipeline_run(project_dir: Path, experiment: str, name: str, tags: dict[str, 
     run = mlflow.start_run(experiment_id=exp_id, run_name=name,
                            tags={"csl.stage": "pipeline", "csl.git_commit": commit, "csl.git_dirty": str(dirty),
                                  "mlflow.source.git.commit": commit, **tags})
-    with run:
-        yield Recorder(run.info.run_id)
+    rec = Recorder(run.info.run_id, name, experiment, None, dict(run.data.tags))
+    status = "FAILED"
+    try:
+        yield rec
+        status = "FINISHED"
+    finally:
+        try:
+            mlflow.end_run(status)
+        except Exception as e:
+            rec.offline = rec.offline or f"{type(e).__name__}: {e}"
+        if rec.offline:
+            print(f"csl: warning: the pipeline run {run.info.run_id} could not be completed in MLflow "
+                  f"({rec.offline})", file=sys.stderr, flush=True)
 
 
 def child_runs(project_dir: Path, experiment: str, parent_run_id: str) -> list[dict[str, Any]]:
