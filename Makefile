@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.csl-installed
 
-.PHONY: setup run test data clean-outputs
+.PHONY: setup run test data clean-outputs peer
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "csl needs Python >= 3.11"'
@@ -35,3 +35,7 @@ test: setup
 
 clean-outputs:
 	rm -rf data/prepared runs reports checkpoints mlflow.db mlartifacts dvc.lock
+
+# the peer library of benchmarks/throughput.py, installed for the benchmark only (not in .venv)
+peer: setup
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target build/peer lightly==1.6.0 2>&1 | { $(QUIET_PIP); }
