@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     add("prepare", "read the dataset source and write the prepared dataset (data/prepared)")
+    sh = sub.add_parser("shard", help="write an ImageFolder (dir or zip) of JPEGs as WebDataset tar shards, "
+                                     "locally or to s3:// (the streaming path for datasets larger than memory)")
+    sh.add_argument("--source", required=True, help="ImageFolder directory or zip")
+    sh.add_argument("--out", required=True, help="output directory or s3://BUCKET/PREFIX")
+    sh.add_argument("--split", default="train")
+    sh.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default: %(default)s)")
     fd = sub.add_parser("fetch-data", help="fetch the DVC-versioned prepared dataset of a git revision from its "
                                           "DVC remote (verified; refuses unversioned data)")
     fd.add_argument("--repo", required=True, help="git repository URL or local clone holding dvc.lock")
@@ -195,6 +201,21 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             for name, run_id in tracking.relog(project):
                 print(f"re-logged {name} as run {run_id} in {tracking.tracking_uri(project)}")
+            return 0
+        if args.command == "shard":
+            import tempfile
+
+            from csl.data import shards
+
+            classes, samples = shards.imagefolder_samples(Path(args.source), args.split)
+            with tempfile.TemporaryDirectory() as d:
+                local = Path(d) / "shards" if args.out.startswith("s3://") else Path(args.out)
+                index = shards.write_shards(samples, classes, local, args.shard_size, args.split)
+                if args.out.startswith("s3://"):
+                    from csl.io import s3
+
+                    s3.upload_dir(local, args.out)
+            print(f"wrote {index['num_samples']} {args.split} images in {len(index['shards'])} shards to {args.out}")
             return 0
         if args.command == "fetch-data":
             from csl.stages import prepare
