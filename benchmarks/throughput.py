@@ -150,7 +150,7 @@ def accuracy(project_dir: Path, setup_name: str, setup: dict[str, Any], batch: i
     data = load(project_dir / "data" / "prepared")
     net, _ = backbone(setup_name, data.channels)
     net.load_state_dict(torch.load(save, weights_only=True))
-    metrics, _ = evaluate_encoder(net, data, load_params(project_dir / "params.yaml").eval, name="peer")
+    metrics, _, _ = evaluate_encoder(net, data, load_params(project_dir / "params.yaml").eval, name="peer")
     return {"ours_linear": ours["linear_top1"], "ours_knn": ours["knn_top1"], "peer_linear": metrics["linear_top1"],
             "peer_knn": metrics["knn_top1"], "ours_seconds": sum(r["epoch_seconds"] for r in ours_hist),
             "peer_seconds": p["seconds"]}

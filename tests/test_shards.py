@@ -125,3 +125,53 @@ def test_corrupt_shards_and_non_jpeg_sources_are_refused(tmp_path: Path) -> None
         z.writestr("b/0.png", buf.getvalue())
     with pytest.raises(DataError, match="is not a JPEG"):
         shards.imagefolder_samples(png)
+
+
+def test_the_pipeline_stages_stream_a_sharded_dataset(tmp_path: Path) -> None:
+    """prepare (metadata only), pretrain (images streamed from the shards through DataLoader
+    workers) and linear-eval (features of every train and test image, streamed) on a dataset
+    that is never loaded into memory; the statistics equal those of the in-memory path."""
+    import json
+    import subprocess
+
+    import yaml
+
+    from conftest import BIN, csl_env, tiny_method
+    from csl.data import load
+
+    src, decoded, _ = jpeg_zip(tmp_path, 160)
+    test_zip = tmp_path / "test.zip"  # a test split: every 5th image (all classes) under test/
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(test_zip, "w") as t:
+        names = sorted(n for n in z.namelist() if n.endswith(".jpg"))
+        for n in names[::5]:
+            t.writestr(n.replace("train/", "test/", 1), z.read(n))
+    from csl.cli import main
+
+    assert main(["shard", "--source", str(src), "--out", str(tmp_path / "sh" / "train"), "--shard-size", "40"]) == 0
+    assert main(["shard", "--source", str(test_zip), "--split", "test", "--out", str(tmp_path / "sh" / "test")]) == 0
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    method = tiny_method(epochs=2, batch_size=32, precision="32-true", channels_last=False)
+    params = {"data": {"dataset": "shards", "source": str(tmp_path / "sh"), "image_size": 16},
+              "variants": ["s"], "methods": {"s": method},
+              "eval": {"batch_size": 64, "linear": {"epochs": 5, "batch_size": 64, "lr": 1e-2},
+                       "knn": {"k": 5, "temperature": 0.1}, "map": {"method": "pca", "points": 20}},
+              "tracking": {"experiment": "shards"}}
+    (proj / "params.yaml").write_text(yaml.safe_dump(params))
+    env = csl_env(tmp_path)
+    for stage in (["prepare"], ["pretrain", "--variant", "s"], ["linear-eval", "--variant", "s"]):
+        out = subprocess.run([str(BIN / "csl"), *stage], cwd=proj, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(p.name for p in (proj / "data" / "prepared").iterdir()) == ["meta.json"]  # no arrays
+    data = load(proj / "data" / "prepared")
+    assert data.streamed and data.meta["num_train"] == 160 and data.meta["num_test"] == 32
+    from csl.data.prepared import channel_stats
+
+    mean, std = channel_stats(decoded)  # the in-memory path's statistics of the same images
+    assert np.allclose(data.meta["mean"], mean, atol=1e-6) and np.allclose(data.meta["std"], std, atol=1e-6)
+    hist = json.loads((proj / "runs/s/pretrain/history.json").read_text())
+    assert [r["epoch"] for r in hist] == [0, 1] and all(np.isfinite(r["loss"]) for r in hist)
+    metrics = json.loads((proj / "runs/s/eval/metrics.json").read_text())
+    assert 0.0 <= metrics["linear_top1"] <= 1.0
+    emap = np.load(proj / "runs/s/eval/embedding_map.npz")
+    assert len(emap["labels"]) == 20  # sampled from the 32 streamed test images

@@ -19,7 +19,7 @@ class DataConfig:
     ``max_train``/``max_test`` take a seeded, stratified subset for quick runs.
     """
 
-    dataset: Literal["fashion-mnist", "cifar10", "imagefolder"] = "fashion-mnist"
+    dataset: Literal["fashion-mnist", "cifar10", "imagefolder", "shards"] = "fashion-mnist"
     source: str = "auto"
     download: bool = False
     download_root: str = "data/raw"
@@ -29,6 +29,10 @@ class DataConfig:
     max_test: int | None = None
 
     def validate(self, path: str) -> None:
+        if self.dataset == "shards" and (self.source == "auto" or not self.image_size):
+            raise ConfigError(f"dataset 'shards' streams images larger than memory: set '{path}.source' to the "
+                              "directory or s3:// prefix holding train/ and test/ shards (csl shard), and "
+                              f"'{path}.image_size'")
         if self.dataset == "imagefolder" and self.source == "auto":
             raise ConfigError(f"'{path}.source' must be a directory or zip for dataset 'imagefolder'")
         if not 0 < self.test_fraction < 1:

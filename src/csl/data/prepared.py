@@ -25,10 +25,22 @@ FILES = ("train_images.npy", "train_labels.npy", "test_images.npy", "test_labels
 
 
 @dataclass
+class StreamSplit:
+    """A split that is streamed from shards (``csl.data.shards``), never held in memory."""
+
+    root: str
+    num: int
+
+
+@dataclass
 class Prepared:
     meta: dict[str, Any]
-    train: Split
-    test: Split
+    train: Split | StreamSplit
+    test: Split | StreamSplit
+
+    @property
+    def streamed(self) -> bool:
+        return self.meta.get("format") == "shards"
 
     @property
     def channels(self) -> int:
@@ -96,9 +108,52 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise DataError(f"{path / 'meta.json'} is corrupt ({e}); run 'csl prepare' again") from None
 
 
+def write_shards_meta(name: str, source: str, image_size: int, out: Path, stats_samples: int = 4096) -> dict[str, Any]:
+    """The prepared dataset of a sharded source (``source``/train and /test, written by
+    ``csl shard``): only ``meta.json`` (classes, sizes, the per-channel statistics of the first
+    ``stats_samples`` training images, a content hash of both shard indexes). The images stay
+    in the shards and are streamed by every stage."""
+    from csl.data import shards
+
+    roots = {s: f"{source.rstrip('/')}/{s}" for s in ("train", "test")}
+    index = {s: shards.read_index(r) for s, r in roots.items()}
+    if index["train"]["classes"] != index["test"]["classes"]:
+        raise DataError(f"{source}: train and test shards have different classes; shard both from one folder")
+    first = shards.read_index(roots["train"])
+    sample = next(iter(shards.ShardStream(roots["train"], min(stats_samples, first["num_samples"]), image_size,
+                                          _channels(roots["train"]), buffer=1, drop_last=False)))[0]
+    mean, std = channel_stats(sample.numpy())
+    h = hashlib.sha256(json.dumps({s: index[s] for s in roots}, sort_keys=True).encode())
+    meta = {
+        "format_version": FORMAT_VERSION, "format": "shards", "name": name, "source": source,
+        "classes": index["train"]["classes"], "shape": [int(sample.shape[1]), image_size, image_size],
+        "num_train": int(index["train"]["num_samples"]), "num_test": int(index["test"]["num_samples"]),
+        "mean": mean, "std": std, "content_hash": h.hexdigest(), "shards": roots,
+    }
+    with atomic_dir(out) as tmp:
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def _channels(root: str) -> int:
+    """1 for grayscale JPEGs, else 3 (from the first image of the first shard)."""
+    from csl.data import shards
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    index = shards.read_index(root)
+    data, _ = next(shards.iter_shard(f"{root.rstrip('/')}/{index['shards'][0]['name']}"))
+    import torch
+
+    img = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+    return 1 if img.shape[0] == 1 else 3
+
+
 def load(path: Path) -> Prepared:
     """Load a prepared dataset; anything missing or inconsistent is a :class:`DataError`."""
     meta = read_meta(path)
+    if meta.get("format") == "shards":
+        return Prepared(meta, StreamSplit(meta["shards"]["train"], meta["num_train"]),
+                        StreamSplit(meta["shards"]["test"], meta["num_test"]))
     splits = {}
     for name in ("train", "test"):
         arrays = []

@@ -152,6 +152,8 @@ class ShardStream(IterableDataset):
     rank: int = 0
     world_size: int = 1
     epoch: int = 0
+    labels: bool = True  # yield (images, labels); False: images only (the pretraining step's batches)
+    drop_last: bool = True  # False for evaluation: every sample
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -189,16 +191,22 @@ class ShardStream(IterableDataset):
         rng.shuffle(buf)
         yield from buf
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Any]:
         jpegs: list[bytes] = []
         labels: list[int] = []
+
+        def batch() -> Any:
+            x = decode_batch(jpegs, self.size, self.channels, self.device)
+            return (x, torch.tensor(labels, dtype=torch.int64)) if self.labels else x
+
         for data, label in self.samples():
             jpegs.append(data)
             labels.append(label)
             if len(jpegs) == self.batch_size:
-                yield decode_batch(jpegs, self.size, self.channels, self.device), torch.tensor(labels)
+                yield batch()
                 jpegs, labels = [], []
-        # the last partial batch is dropped, as the in-memory loader does (drop_last)
+        if jpegs and not self.drop_last:  # training drops it, as the in-memory loader does
+            yield batch()
 
 
 def imagefolder_samples(path: Path, split: str = "train") -> tuple[list[str], Iterator[tuple[bytes, int]]]:
@@ -228,3 +236,4 @@ def imagefolder_samples(path: Path, split: str = "train") -> tuple[list[str], It
             yield src.read(f), index[c]
 
     return classes, gen()
+

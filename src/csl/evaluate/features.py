@@ -32,3 +32,20 @@ def extract_features(
         with autocast:
             out.append(encoder(x).float())
     return torch.cat(out)
+
+
+def stream_features(encoder: torch.nn.Module, root: str, size: int, channels: int, mean: list[float],
+                    std: list[float], batch_size: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen-encoder features of every sample of the shards under ``root``, with their labels."""
+    from csl.data.shards import ShardStream
+
+    encoder = encoder.to(device).eval()
+    m, s = torch.tensor(mean, device=device), torch.tensor(std, device=device)
+    feats, labels = [], []
+    stream = ShardStream(root, batch_size, size, channels, buffer=1, drop_last=False,
+                         device=device if device.startswith("cuda") else "cpu")
+    with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+        for x, y in stream:
+            feats.append(encoder(normalize(x.to(device), m, s)).float().cpu())
+            labels.append(y)
+    return torch.cat(feats), torch.cat(labels)

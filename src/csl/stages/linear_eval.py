@@ -32,13 +32,14 @@ def linear_eval(params: Params, variant: str, project: Path) -> dict[str, Any]:
                         "rerun 'csl pretrain' (dvc repro does this for you)")
     cfg = params.eval
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    trained, test_features = evaluate_encoder(build_from_payload(payload), data, cfg, device, name=variant)
+    trained, test_features, test_labels = evaluate_encoder(build_from_payload(payload), data, cfg, device,
+                                                           name=variant)
     metrics: dict[str, Any] = dict(trained)
     if cfg.random_baseline:
-        rand, _ = evaluate_encoder(build_from_payload(payload, random_init_seed=cfg.seed), data, cfg, device,
+        rand, _, _ = evaluate_encoder(build_from_payload(payload, random_init_seed=cfg.seed), data, cfg, device,
                                    name="random-init")
         metrics.update({f"random_{k}": v for k, v in rand.items()})
-    emap = embedding_map(test_features, torch.as_tensor(data.test.labels), cfg.map, cfg.seed)
+    emap = embedding_map(test_features, test_labels, cfg.map, cfg.seed)
     out = layout.eval_dir(variant)
     buf = io.BytesIO()
     np.savez(buf, xy=emap["xy"], labels=emap["labels"])

@@ -13,7 +13,14 @@ from csl.stages.layout import Layout
 
 def prepare(params: Params, project: Path) -> dict[str, Any]:
     """Pure stage: source -> ``data/prepared`` (written atomically). Returns the metadata."""
-    raw = csl_data.read(params.data, project, seed=0)
+    cfg = params.data
+    if cfg.dataset == "shards":  # larger than memory: only the metadata; every stage streams the shards
+        from csl.data.prepared import write_shards_meta
+
+        source = cfg.source if cfg.source.startswith("s3://") else str((project / cfg.source).resolve())
+        return write_shards_meta(Path(source).name or "shards", source, int(cfg.image_size or 0),
+                                 Layout(project, params).prepared)
+    raw = csl_data.read(cfg, project, seed=0)
     return csl_data.write(raw, Layout(project, params).prepared)
 
 

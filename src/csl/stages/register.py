@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from csl import data as csl_data
+from csl.data.prepared import StreamSplit
 from csl.data.versioned import read_origin
 from csl.encoders.saved import load_feature_extractor
 from csl.errors import CslError
@@ -29,6 +30,17 @@ def params_hash(params: Params, variant: str) -> str:
     return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
 
 
+def input_example(data: csl_data.Prepared) -> Any:
+    """Four test images, uint8 ``(4, C, H, W)`` (the first batch of the stream for shards)."""
+    if isinstance(data.test, StreamSplit):
+        from csl.data.shards import ShardStream
+
+        meta = data.meta
+        x, _ = next(iter(ShardStream(data.test.root, 4, int(meta["shape"][1]), int(meta["shape"][0]), buffer=1)))
+        return x.numpy()
+    return data.test.images[:4]
+
+
 def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
     from csl import tracking
     from csl.tracking import model_registry
@@ -41,7 +53,7 @@ def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
     metrics = json.loads(eval_metrics.read_text())
     extractor = load_feature_extractor(enc_path)
     meta = csl_data.read_meta(layout.prepared)
-    example = csl_data.load(layout.prepared).test.images[:4]  # uint8 (4, C, H, W): images in
+    example = input_example(csl_data.load(layout.prepared))  # uint8 (4, C, H, W): images in
     name = model_registry.model_name(meta["name"], variant)
     md5 = tracking.dvc_out_md5(project, PREPARED)
     origin = read_origin(layout.prepared)  # data fetched by git revision (the Kubeflow pipeline)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from csl.data import shards
 from csl.distributed import rank, world_size
 
 
@@ -65,3 +67,25 @@ def train_loader(images: np.ndarray, batch_size: int, seed: int) -> DataLoader:
     ds = InMemoryImages(images)
     return DataLoader(ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed, batch_size), drop_last=True,
                       collate_fn=_stack, num_workers=0)
+
+
+class EpochSetter(L.Callback):
+    """A Lightning callback that gives the stream its epoch (a new order each epoch, the same
+    order after a resume); the workers receive it when they start for the epoch."""
+
+    def __init__(self, stream: shards.ShardStream) -> None:
+        self.stream = stream
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.stream.set_epoch(int(trainer.current_epoch))
+
+
+def train_stream_loader(root: str, batch_size: int, size: int, channels: int, seed: int,
+                        workers: int = 2) -> tuple[Any, shards.ShardStream]:
+    """The pretraining loader over shards: uint8 image batches, decoded in ``workers`` CPU
+    processes (or on the GPU in the main process when there is one)."""
+    gpu = torch.cuda.is_available()
+    stream = shards.ShardStream(root, batch_size, size, channels, seed=seed, rank=rank(), world_size=world_size(),
+                                labels=False, device="cuda" if gpu else "cpu")
+    return DataLoader(stream, batch_size=None, num_workers=0 if gpu else workers), stream
+

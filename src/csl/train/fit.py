@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from csl.data.prepared import Prepared
+from csl.data.prepared import Prepared, StreamSplit
 from csl.encoders.global_bn import convert_to_global_bn
 from csl.methods.config import MethodConfig
 from csl.train.build import build_method
@@ -21,7 +21,7 @@ from csl.distributed import init_after_elastic_restart, launch_rank
 from csl.io import s3
 from csl.train.checkpoint import EpochCheckpoint, fetch_remote, resume_checkpoint
 from csl.train.checkpoint_io import AtomicCheckpointIO
-from csl.train.data import train_loader
+from csl.train.data import EpochSetter, train_loader, train_stream_loader
 from csl.train.history import EpochHistory, MetricSink
 from csl.train.module import PretrainModule
 from csl.train.optim import effective_lr
@@ -70,7 +70,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     L.seed_everything(t.seed, workers=True, verbose=False)
     world = t.devices * t.num_nodes
     global_batch = t.batch_size * world
-    n_train = len(data.train.labels)
+    n_train = int(data.meta["num_train"])
     if n_train < global_batch:
         from csl.errors import ConfigError
 
@@ -99,6 +99,11 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     ]
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if isinstance(data.train, StreamSplit):  # larger than memory: streamed from shards
+        loader, stream = train_stream_loader(data.train.root, t.batch_size, data.image_size, data.channels, t.seed)
+        callbacks.append(EpochSetter(stream))
+    else:
+        loader = train_loader(data.train.images, t.batch_size, t.seed)
     torch.set_float32_matmul_precision("high")
     if world > 1:
         init_after_elastic_restart("nccl" if on_gpu(t.accelerator) else "gloo")
@@ -129,8 +134,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     found = resume_checkpoint(ckpt_dir)
     resume = str(found) if found is not None else None
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=train_loader(data.train.images, t.batch_size, t.seed), ckpt_path=resume,
-                weights_only=True)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume, weights_only=True)
     wall = time.perf_counter() - start
     rows = history.rows
     # images/s over all epochs of this training (resumed epochs included), time-weighted
