@@ -119,9 +119,9 @@ def write_shards_meta(name: str, source: str, image_size: int, out: Path, stats_
     index = {s: shards.read_index(r) for s, r in roots.items()}
     if index["train"]["classes"] != index["test"]["classes"]:
         raise DataError(f"{source}: train and test shards have different classes; shard both from one folder")
-    first = shards.read_index(roots["train"])
-    sample = next(iter(shards.ShardStream(roots["train"], min(stats_samples, first["num_samples"]), image_size,
-                                          _channels(roots["train"]), buffer=1, drop_last=False)))[0]
+    n = min(stats_samples, int(index["train"]["num_samples"]))
+    sample = next(iter(shards.ShardStream(roots["train"], n, image_size, _channels(roots["train"], index["train"]),
+                                          buffer=1, drop_last=False)))[0]
     mean, std = channel_stats(sample.numpy())
     h = hashlib.sha256(json.dumps({s: index[s] for s in roots}, sort_keys=True).encode())
     meta = {
@@ -135,15 +135,14 @@ def write_shards_meta(name: str, source: str, image_size: int, out: Path, stats_
     return meta
 
 
-def _channels(root: str) -> int:
+def _channels(root: str, index: dict[str, Any]) -> int:
     """1 for grayscale JPEGs, else 3 (from the first image of the first shard)."""
-    from csl.data import shards
+    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    index = shards.read_index(root)
-    data, _ = next(shards.iter_shard(f"{root.rstrip('/')}/{index['shards'][0]['name']}"))
-    import torch
+    from csl.data import shards
 
+    data, _ = next(shards.iter_shard(f"{root.rstrip('/')}/{index['shards'][0]['name']}"))
     img = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
     return 1 if img.shape[0] == 1 else 3
 
