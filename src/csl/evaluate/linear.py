@@ -23,7 +23,9 @@ def linear_top1(
     sd = train_x.std(0, keepdim=True).clamp_min(1e-6)
     xtr = (train_x - mu) / sd
     xte = (test_x - mu) / sd
-    layer = torch.nn.Linear(xtr.shape[1], num_classes)
+    with torch.random.fork_rng(devices=[]):  # the layer's initial weights come from the seed too
+        torch.manual_seed(seed)
+        layer = torch.nn.Linear(xtr.shape[1], num_classes)
     opt = torch.optim.AdamW(layer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = xtr.shape[0]
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
