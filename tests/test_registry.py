@@ -31,6 +31,9 @@ def test_champion_rule_by_hand() -> None:
     assert promote and "beats champion v3's 0.8000" in why
     promote, why = decide_champion(0.80, "abc.dir", champ)  # a tie does not move it
     assert not promote and "does not beat" in why
+    # a float32 accuracy against the 6-decimal tag it was stored as: still a tie (it was promoted)
+    promote, why = decide_champion(float(torch.tensor(0.8)), "abc.dir", champ)
+    assert float(torch.tensor(0.8)) > 0.8 and not promote and "does not beat" in why
     promote, why = decide_champion(0.99, "other.dir", champ)  # other data: not comparable
     assert not promote and "other data" in why
 

@@ -83,7 +83,7 @@ def decide_champion(new_top1: float, new_md5: str, champion: Any | None) -> tupl
     if old_md5 != new_md5:
         return False, (f"champion v{champion.version} was evaluated on other data ({old_md5} vs {new_md5}); "
                        "not comparable, kept (promote explicitly with csl registry promote)")
-    if new_top1 > old:
+    if round(new_top1, 6) > round(old, 6):  # at the precision of the tag it is compared with: a tie keeps
         return True, f"linear top-1 {new_top1:.4f} beats champion v{champion.version}'s {old:.4f}"
     return False, f"linear top-1 {new_top1:.4f} does not beat champion v{champion.version}'s {old:.4f}"
 
