@@ -160,9 +160,12 @@ class Recorder:
         try:
             fn()
         except Exception as e:  # MlflowException, requests' ConnectionError, ... after MLflow's retries
-            self.offline = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            self.go_offline(e)
             print(f"csl: warning: MLflow stopped answering ({self.offline}); the stage goes on and its results are "
                   "kept for 'csl relog'", file=sys.stderr, flush=True)
+
+    def go_offline(self, e: Exception) -> None:
+        self.offline = self.offline or f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
 
     def params(self, params: dict[str, Any]) -> None:
         import mlflow
@@ -224,24 +227,21 @@ class Recorder:
         self._log("artifact", {"path": str(Path(path).resolve()), "subdir": subdir}, log)
 
 
-PENDING = Path(".csl") / "pending-tracking"
+@contextlib.contextmanager
+def _ending(rec: Recorder) -> Iterator[Recorder]:
+    """End the active run FINISHED (or FAILED when the body raised); a server that does not
+    answer then takes the recorder offline (mlflow.end_run leaves the run's context first)."""
+    import mlflow
 
-
-def _save_pending(project_dir: Path, rec: Recorder, status: str) -> Path:
-    import json
-
-    from csl.io import atomic_write_text
-
-    d = project_dir / PENDING
-    d.mkdir(parents=True, exist_ok=True)
-    f = d / f"{time.strftime('%Y%m%d-%H%M%S')}-{rec.run_id[:8]}-{rec.journal['name'].replace('@', '_')}.json"
-    atomic_write_text(f, json.dumps({**rec.journal, "status": status, "error": rec.offline}, indent=1) + "\n")
-    return f
-
-
-def pending(project_dir: Path) -> list[Path]:
-    """Journals of stage runs the tracking server did not receive (``csl relog`` logs them)."""
-    return sorted((project_dir / PENDING).glob("*.json"))
+    status = "FAILED"
+    try:
+        yield rec
+        status = "FINISHED"
+    finally:
+        try:
+            mlflow.end_run(status)
+        except Exception as e:
+            rec.go_offline(e)
 
 
 @contextlib.contextmanager
@@ -266,126 +266,15 @@ def stage_run(project_dir: Path, experiment: str, stage: str, variant: str | Non
     except Exception as e:
         raise TrackingError(f"cannot start an MLflow run in {tracking_uri(project_dir)}: {e}") from None
     rec = Recorder(run.info.run_id, name, experiment, parent, tags)
-    status = "FAILED"
-    try:
+    with _ending(rec):
         yield rec
-        status = "FINISHED"
-    finally:
-        try:
-            mlflow.end_run(status)
-        except Exception as e:
-            # (mlflow.end_run leaves the run's context before it calls the server)
-            rec.offline = rec.offline or f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-        if rec.offline and status == "FINISHED":
-            f = _save_pending(project_dir, rec, status)
-            print(f"csl: warning: the MLflow server {tracking_uri(project_dir)} became unreachable during {name} "
-                  f"({rec.offline}). Its results are written locally and kept; the run is saved in {f}: log it "
-                  "with 'csl relog' once the server answers.", file=sys.stderr, flush=True)
+    if rec.offline:
+        from csl.tracking.journal import save_pending
 
-
-def relog(project_dir: Path) -> list[tuple[str, str]]:
-    """Log every pending journal as a new run (tag ``csl.relogged_from``); the server must answer.
-    Returns ``(name, new run id)`` pairs; each journal is removed once its run is logged."""
-    import json
-
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    done = []
-    for f in pending(project_dir):
-        j = json.loads(f.read_text())
-        exp_id = connect(project_dir, j["experiment"])
-        client = MlflowClient()
-        parent = j["parent"]
-        if parent:
-            try:
-                client.get_run(parent)
-            except Exception:
-                parent = None
-        with mlflow.start_run(experiment_id=exp_id, run_name=j["name"], parent_run_id=parent,
-                              tags={**j["tags"], "csl.relogged_from": j["run_id"]},
-                              nested=mlflow.active_run() is not None) as run:
-            rec = Recorder(run.info.run_id)
-            for e in j["entries"]:
-                kind = e["kind"]
-                if kind == "params":
-                    rec.params(e["values"])
-                elif kind == "metrics":
-                    rec.metrics(e["values"], e["step"])
-                elif kind == "tags":
-                    rec.tags(e["values"])
-                elif kind == "dataset":
-                    rec.dataset(e["meta"], e["path"], e["md5"])
-                elif kind == "artifact" and Path(e["path"]).exists():
-                    rec.artifact(Path(e["path"]), e["subdir"])
-                if rec.offline:
-                    raise TrackingError(f"the MLflow server stopped answering again while re-logging {f.name} "
-                                        f"({rec.offline}); nothing was removed, run 'csl relog' again")
-        with contextlib.suppress(Exception):  # the run the server lost: mark it so
-            client.set_terminated(j["run_id"], "FAILED")
-            client.set_tag(j["run_id"], "csl.relogged_as", run.info.run_id)
-        f.unlink()
-        done.append((j["name"], run.info.run_id))
-    return done
-
-
-PIPELINE_RUN_ENV = ("CSL_PIPELINE_RUN_ID", "KFP_RUN_ID")
-
-
-def pipeline_run_id() -> str:
-    """The orchestrator's run id (a Kubeflow pipeline run), or ``""``."""
-    return next((os.environ[k] for k in PIPELINE_RUN_ENV if os.environ.get(k)), "")
-
-
-def _pipeline_parent(exp_id: str, run_id: str, create: bool) -> str | None:
-    """The MLflow parent run of Kubeflow pipeline run ``run_id`` (tag ``csl.pipeline_run_id``),
-    created RUNNING by its first step (prepare) when ``create``."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    found = mlflow.search_runs(experiment_ids=[exp_id], output_format="list", max_results=1,
-                               filter_string=f"tags.`csl.stage` = 'pipeline' AND tags.`csl.pipeline_run_id` = '{run_id}'")
-    if found:
-        return str(found[0].info.run_id)
-    if not create:
-        return None
-    run = MlflowClient().create_run(exp_id, run_name=f"pipeline {run_id}",
-                                    tags={"csl.stage": "pipeline", "csl.pipeline_run_id": run_id,
-                                          "csl.orchestrator": "kubeflow"})
-    return str(run.info.run_id)
-
-
-def current_parent(exp_id: str) -> str | None:
-    """The parent run for this process's stage runs: ``csl run``'s (``CSL_PARENT_RUN_ID``), else
-    the Kubeflow pipeline run's (found or created by tag), else none."""
-    if os.environ.get(PARENT_ENV):
-        return os.environ[PARENT_ENV]
-    run_id = pipeline_run_id()
-    return _pipeline_parent(exp_id, run_id, create=True) if run_id else None
-
-
-def close_pipeline_parent(project_dir: Path, experiment: str, status: str = "FINISHED",
-                          report_dir: Path | None = None, metrics: dict[str, float] | None = None) -> str | None:
-    """End a Kubeflow pipeline's parent run (report step: FINISHED with the report and the
-    summary metrics; exit handler: FAILED if nothing finished it). ``csl run``'s parent is
-    ended by ``csl run`` itself, so this does nothing there. Returns the parent run id."""
-    from mlflow.tracking import MlflowClient
-
-    run_id = pipeline_run_id()
-    if os.environ.get(PARENT_ENV) or not run_id:
-        return None
-    parent = _pipeline_parent(connect(project_dir, experiment), run_id, create=False)
-    if parent is None:
-        return None
-    client = MlflowClient()
-    if client.get_run(parent).info.status != "RUNNING":
-        return parent
-    if report_dir is not None and report_dir.is_dir():
-        client.log_artifacts(parent, str(report_dir), "report")
-    for k, v in (metrics or {}).items():
-        client.log_metric(parent, k, float(v))
-    client.set_terminated(parent, status)
-    return parent
+        f = save_pending(project_dir, rec, "FINISHED")
+        print(f"csl: warning: the MLflow server {tracking_uri(project_dir)} became unreachable during {name} "
+              f"({rec.offline}). Its results are written locally and kept; the run is saved in {f}: log it "
+              "with 'csl relog' once the server answers.", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -399,18 +288,11 @@ def pipeline_run(project_dir: Path, experiment: str, name: str, tags: dict[str, 
                            tags={"csl.stage": "pipeline", "csl.git_commit": commit, "csl.git_dirty": str(dirty),
                                  "mlflow.source.git.commit": commit, **tags})
     rec = Recorder(run.info.run_id, name, experiment, None, dict(run.data.tags))
-    status = "FAILED"
-    try:
+    with _ending(rec):
         yield rec
-        status = "FINISHED"
-    finally:
-        try:
-            mlflow.end_run(status)
-        except Exception as e:
-            rec.offline = rec.offline or f"{type(e).__name__}: {e}"
-        if rec.offline:
-            print(f"csl: warning: the pipeline run {run.info.run_id} could not be completed in MLflow "
-                  f"({rec.offline})", file=sys.stderr, flush=True)
+    if rec.offline:
+        print(f"csl: warning: the pipeline run {run.info.run_id} could not be completed in MLflow "
+              f"({rec.offline})", file=sys.stderr, flush=True)
 
 
 def child_runs(project_dir: Path, experiment: str, parent_run_id: str) -> list[dict[str, Any]]:
@@ -458,3 +340,16 @@ def latest_stage_runs(project_dir: Path, experiment: str, variant: str, stages: 
         if runs:
             found[stage] = runs[0].info.run_id
     return found
+
+
+# the journal of runs a lost server missed, and the Kubeflow pipeline's parent run (re-exported)
+from csl.tracking.journal import PENDING, pending, relog  # noqa: E402
+from csl.tracking.parents import (  # noqa: E402
+    PIPELINE_RUN_ENV,
+    close_pipeline_parent,
+    current_parent,
+    pipeline_run_id,
+)
+
+__all__ = ["PENDING", "PIPELINE_RUN_ENV", "Recorder", "close_pipeline_parent", "connect", "current_parent", "pending",
+           "pipeline_run", "pipeline_run_id", "relog", "stage_run", "use_store"]
