@@ -10,7 +10,8 @@ For each encoder, in one run on this machine:
   NTXentLoss, SGD, fp32) with the same backbone architecture, batch and augmentation ranges;
   lightly is installed for the benchmark only (``make peer`` -> build/peer);
 
-then the ratio, and csl's achieved FLOP rate as a fraction of this CPU's measured bf16 matmul
+csl is timed twice, eagerly and with ``train.compile: true`` (``torch.compile`` of the encoder and
+head; its compile time is the first epoch's extra seconds); then the ratios, and csl's achieved FLOP rate as a fraction of this CPU's measured bf16 matmul
 peak. ``--accuracy-epochs E`` also trains both for E epochs on the full training set and
 evaluates both backbones with csl's protocol (linear probe on frozen standardized features).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -48,7 +50,7 @@ SETUPS: dict[str, dict[str, Any]] = {
 }
 
 
-def variant(setup: dict[str, Any], batch: int, epochs: int, steps: int | None) -> dict[str, Any]:
+def variant(setup: dict[str, Any], batch: int, epochs: int, steps: int | None, compile: bool = False) -> dict[str, Any]:
     return {
         "method": "simclr",
         "augment": {"name": "simclr", "crop_scale": setup["crop"], "strength": 0.5, "grayscale_p": 0.2,
@@ -59,7 +61,8 @@ def variant(setup: dict[str, Any], batch: int, epochs: int, steps: int | None) -
         "loss": {"name": "nt_xent", "temperature": setup["temperature"]},
         "optimizer": {"name": "lars", "lr": 0.075, "lr_scaling": "sqrt", "weight_decay": 1e-6},
         "schedule": {"warmup_epochs": 0 if steps else 1},
-        "train": {"epochs": epochs, "batch_size": batch, "progress_bar": False, "limit_train_batches": steps},
+        "train": {"epochs": epochs, "batch_size": batch, "progress_bar": False, "limit_train_batches": steps,
+                  "compile": compile},
     }
 
 
@@ -72,11 +75,11 @@ def csl(project: Path, *args: str) -> None:
 
 
 def project(name: str, setup: dict[str, Any], batch: int, epochs: int, steps: int | None, max_train: int | None,
-            root: Path) -> Path:
+            root: Path, compile: bool = False) -> Path:
     p = root / name
     p.mkdir(parents=True, exist_ok=True)
     data = {**setup["data"], **({"max_train": max_train, "max_test": 2000} if max_train else {})}
-    params = {"data": data, "variants": ["ours"], "methods": {"ours": variant(setup, batch, epochs, steps)},
+    params = {"data": data, "variants": ["ours"], "methods": {"ours": variant(setup, batch, epochs, steps, compile)},
               "tracking": {"experiment": "throughput"}}
     (p / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if not (p / "data" / "prepared" / "meta.json").is_file():
@@ -137,6 +140,7 @@ def accuracy(project_dir: Path, setup_name: str, setup: dict[str, Any], batch: i
     from csl.evaluate.protocol import evaluate_encoder
     from csl.params import load_params
 
+    shutil.rmtree(project_dir / "checkpoints", ignore_errors=True)  # train afresh, never resume a past run
     csl(project_dir, "pretrain", "--variant", "ours", f"methods.ours.train.epochs={epochs}",
         "methods.ours.train.limit_train_batches=null", "methods.ours.schedule.warmup_epochs=1")
     ours_hist = json.loads((project_dir / "runs/ours/pretrain/history.json").read_text())
@@ -175,7 +179,8 @@ def main() -> None:
           f"peer: lightly 1.6.0 with {args.workers} DataLoader workers")
     peak = bf16_peak()
     print(f"bf16 matmul peak (2048^3, measured): {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'setting':<44}{'csl img/s':>10}{'peer img/s':>11}{'ratio':>8}{'csl GFLOP/s':>13}{'of peak':>9}")
+    print(f"{'setting':<44}{'csl img/s':>10}{'peer img/s':>11}{'ratio':>8}{'csl GFLOP/s':>13}{'of peak':>9}"
+          f"{'compiled img/s':>16}{'ratio':>8}{'compile s':>11}")
     results = {}
     for name in args.encoders:
         setup = SETUPS[name]
@@ -183,16 +188,21 @@ def main() -> None:
         # timing: a subset of the training set is plenty (2 x steps batches)
         p = project(f"{name}-{args.batch * args.steps * 2}", setup, args.batch, 2, args.steps,
                     args.batch * args.steps * 2, root)
-        csl(p, "pretrain", "--variant", "ours")
-        hist = json.loads((p / "runs/ours/pretrain/history.json").read_text())
-        ours = hist[-1]["images_per_s"]
+        hist = {}
+        for compiled in (False, True):
+            shutil.rmtree(p / "checkpoints", ignore_errors=True)  # never resume an earlier timing run
+            csl(p, "pretrain", "--variant", "ours", f"methods.ours.train.compile={str(compiled).lower()}")
+            hist[compiled] = json.loads((p / "runs/ours/pretrain/history.json").read_text())
+        ours, comp = hist[False][-1]["images_per_s"], hist[True][-1]["images_per_s"]
+        compile_s = hist[True][0]["epoch_seconds"] - hist[False][0]["epoch_seconds"]  # first epoch: compile + steps
         theirs = peer(p, name, setup, args.batch, args.steps, args.workers, peer_dir)["images_per_s"]
         from csl.data import read_meta
 
         flops = step_flops(setup, args.batch, read_meta(p / "data" / "prepared")) / args.batch * ours
-        results[name] = {"csl": ours, "peer": theirs, "ratio": ours / theirs, "flops": flops, "of_peak": flops / peak}
+        results[name] = {"csl": ours, "peer": theirs, "ratio": ours / theirs, "flops": flops, "of_peak": flops / peak,
+                         "csl_compiled": comp, "ratio_compiled": comp / theirs, "compile_seconds": compile_s}
         print(f"{setup['desc']:<44}{ours:>10.1f}{theirs:>11.1f}{ours / theirs:>7.2f}x{flops / 1e9:>13.1f}"
-              f"{flops / peak:>8.1%}", flush=True)
+              f"{flops / peak:>8.1%}{comp:>16.1f}{comp / theirs:>7.2f}x{compile_s:>11.0f}", flush=True)
     if args.accuracy_epochs:
         print(f"\nlinear top-1 after {args.accuracy_epochs} epochs on the full training set (csl's protocol for both)")
         for name in args.encoders:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -56,6 +57,59 @@ def test_lars_step_by_hand() -> None:
     b.grad = torch.tensor([2.0])
     opt.step()
     torch.testing.assert_close(b.detach(), torch.tensor([0.8 - 0.1 * (0.9 * 2.0 + 2.0)]))
+
+
+def test_multi_tensor_lars_equals_the_per_tensor_formula() -> None:
+    """The foreach implementation against the docstring's formula applied tensor by tensor, over
+    3 steps, with a zero weight and a zero gradient (trust 1) and a group without adaptation."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 3, 3, 3), (7, 5), (6,), (3, 2)]
+    init = [torch.randn(s, generator=gen) for s in shapes]
+    init[3].zero_()  # ||w|| = 0
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(3)]
+    for g in grads:
+        g[1].zero_()  # ||g|| = 0 (weight decay makes g' nonzero), then trust from g' alone
+    params = [nn.Parameter(t.clone()) for t in init]
+    opt = LARS([{"params": [params[0], params[1], params[3]]},
+                {"params": [params[2]], "weight_decay": 0.0, "lars_adapt": False}],
+               lr=0.2, momentum=0.9, weight_decay=0.01, eta=0.002)
+    ref = [t.clone() for t in init]
+    bufs = [torch.zeros_like(t) for t in init]
+    for step in range(3):
+        for p, g in zip(params, grads[step]):
+            p.grad = g.clone()
+        opt.step()
+        for i, (w, g) in enumerate(zip(ref, grads[step])):
+            adapt = i != 2
+            g = g + 0.01 * w if adapt else g
+            if adapt:
+                wn, gn = w.norm(), g.norm()
+                g = g * (0.002 * wn / gn if wn > 0 and gn > 0 else 1.0)
+            bufs[i] = 0.9 * bufs[i] + g
+            ref[i] = w - 0.2 * bufs[i]
+        for p, r in zip(params, ref):
+            torch.testing.assert_close(p.detach(), r, rtol=1e-6, atol=1e-7)
+        assert all(torch.equal(p.grad, g) for p, g in zip(params, grads[step]))  # gradients untouched
+
+
+def test_fused_adamw_equals_torch_reference_adamw() -> None:
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))  # (no BN: its input bias has no gradient)
+    ref = copy.deepcopy(model)
+    cfg = OptimizerConfig(name="adamw", weight_decay=0.05)
+    opt = build_optimizer(model, cfg, 1e-2)
+    assert opt.defaults["fused"] is True
+    groups = param_groups(ref, cfg)
+    for g in groups:
+        g.pop("lars_adapt", None)
+    ref_opt = torch.optim.AdamW(groups, lr=1e-2, betas=cfg.betas, weight_decay=0.05, foreach=False)
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for m, o in ((model, opt), (ref, ref_opt)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+    for p, r in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
 
 
 def test_bias_and_norm_are_excluded_from_decay_and_adaptation() -> None:
@@ -145,3 +199,42 @@ def test_epoch_line_with_the_progress_bar(prepared, tmp_path: Path, capsys) -> N
     cfg = parse_method(tiny_method(epochs=1, progress_bar=True), "m")
     fit(cfg, prepared, tmp_path / "c")
     assert "epoch 1/1: loss " in capsys.readouterr().out
+
+
+def test_compiled_training_equals_eager_and_keeps_checkpoint_keys(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``train.compile``: the networks really run compiled (TorchInductor graphs are made), train
+    the same weights as eager up to float reordering, and checkpoints/encoder keys are the same."""
+    import torch._dynamo
+
+    base = tiny_method(epochs=1, precision="32-true")
+    eager = fit(parse_method(base, "m"), prepared, tmp_path / "eager")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = fit(parse_method({**base, "train": {**base["train"], "compile": True}}, "m"), prepared,
+                   tmp_path / "compiled")
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # encoder and head
+    assert compiled.summary["compiled"] is True and eager.summary["compiled"] is False
+    assert eager.encoder_state.keys() == compiled.encoder_state.keys()
+    for k, v in eager.encoder_state.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(compiled.encoder_state[k], v, rtol=1e-3, atol=1e-4)
+    assert compiled.history[0]["loss"] == pytest.approx(eager.history[0]["loss"], rel=1e-4)
+    a = torch.load(tmp_path / "eager" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "compiled" / "last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    torch._dynamo.reset()
+
+
+def test_checkpoint_key_ignores_compile_but_not_the_method(tmp_path: Path) -> None:
+    """Switching ``train.compile`` resumes the same checkpoints; any other change starts afresh."""
+    from csl.params import load_params
+    from csl.stages.layout import Layout
+    from conftest import tiny_params
+
+    def key(**train: object) -> Path:
+        params = tiny_params(tmp_path, {"v": tiny_method(**train)})
+        (tmp_path / "params.yaml").write_text(__import__("yaml").safe_dump(params))
+        return Layout(tmp_path, load_params(tmp_path / "params.yaml")).checkpoint_dir("v", "abc")
+
+    assert key(compile=True) == key(compile=False) == key()
+    assert key(batch_size=32) != key()

@@ -68,11 +68,7 @@ def _open(url: str) -> Any:
     if url.startswith("s3://"):
         from csl.io import s3
 
-        path = s3.S3Path.parse(url)
-        try:
-            return s3.client().get_object(Bucket=path.bucket, Key=path.key)["Body"]
-        except Exception as e:  # noqa: BLE001
-            raise s3._explain(e, "read shard", path) from None
+        return s3.open_stream(url, "read shard")
     try:
         return open(url, "rb")  # noqa: SIM115 (closed by the reader)
     except OSError as e:

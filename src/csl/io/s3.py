@@ -124,6 +124,15 @@ def exists(uri: str | S3Path) -> bool:
         raise _explain(e, "read", path) from None
 
 
+def open_stream(uri: str | S3Path, what: str = "read") -> Any:
+    """A readable binary stream of an object's body (read it in order; close it when done)."""
+    path = uri if isinstance(uri, S3Path) else S3Path.parse(uri)
+    try:
+        return client().get_object(Bucket=path.bucket, Key=path.key)["Body"]
+    except Exception as e:  # noqa: BLE001
+        raise _explain(e, what, path) from None
+
+
 def download(uri: str | S3Path, local: str | os.PathLike[str]) -> None:
     """Download to a temporary name beside ``local``, then rename (atomic, like local writes)."""
     path = uri if isinstance(uri, S3Path) else S3Path.parse(uri)

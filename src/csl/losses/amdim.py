@@ -38,7 +38,7 @@ def amdim_nce(source: torch.Tensor, target: torch.Tensor, clip: float = 10.0,
     raw = torch.einsum("nd,mdl->nml", source.float(), target.float()) / d**0.5  # raw: N x N x L
     scores = tanh_clip(raw, clip)
     eye = torch.eye(n, dtype=torch.bool, device=source.device)
-    pos = scores[eye]  # pos: N x L, s_iil
+    pos = scores.diagonal(dim1=0, dim2=1).t()  # pos: N x L, s_iil (no boolean indexing: no host sync)
     neg = scores.masked_fill(eye.unsqueeze(2), float("-inf")).reshape(n, n * length)  # other images only
     neg_lse = torch.logsumexp(neg, dim=1, keepdim=True)  # neg_lse: N x 1
     nce = (torch.logaddexp(pos, neg_lse) - pos).mean()

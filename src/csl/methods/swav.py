@@ -68,6 +68,11 @@ class SwAV(nn.Module):
         self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
         self.frozen = False
         self.queue_on = False
+        self._count: int | None = None  # host mirror of queue_count: no device read per step
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._count = None  # the loaded buffer is read once, at the next step
 
     def before_step(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
         self.frozen = step < self.cfg.freeze_prototypes_epochs * steps_per_epoch
@@ -89,7 +94,9 @@ class SwAV(nn.Module):
         scores = [self.prototypes(z.to(self.prototypes.weight.dtype)).float() for z in zs]
         queued = None
         if self.queue_on:
-            full = int(self.queue_count) >= self.cfg.queue_length
+            if self._count is None:
+                self._count = int(self.queue_count)
+            full = self._count >= self.cfg.queue_length
             with torch.no_grad():
                 queued = [self.prototypes(self.queue[i]).float() if full else None for i in assign]
             self._enqueue([zs[i].detach() for i in assign])
@@ -102,6 +109,7 @@ class SwAV(nn.Module):
             self.queue[i, n:] = self.queue[i, :-n].clone()  # shift, newest first (the paper's order)
             self.queue[i, :n] = z
         self.queue_count.add_(n)
+        self._count = (self._count or 0) + n
 
 
 def build_swav(cfg: SwAVConfig, parts: dict[str, Any], channels_last: bool) -> SwAV:

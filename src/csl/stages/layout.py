@@ -37,8 +37,11 @@ class Layout:
 
     def checkpoint_dir(self, variant: str, data_hash: str) -> Path:
         """Checkpoints are keyed by the variant's config and the data, so a resume never
-        continues a run that had other settings."""
-        cfg = json.dumps({"method": self.params.method(variant).as_dict(), "data": data_hash}, sort_keys=True)
+        continues a run that had other settings. ``train.compile`` is left out: it changes how
+        the step runs, not what it computes, and the checkpoints are the same either way."""
+        method = self.params.method(variant).as_dict()
+        method["train"].pop("compile", None)
+        cfg = json.dumps({"method": method, "data": data_hash}, sort_keys=True)
         key = hashlib.sha256(cfg.encode()).hexdigest()[:12]
         return self.project / CHECKPOINTS / variant / key
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
 
 from csl.data.prepared import Prepared, StreamSplit
 from csl.encoders.global_bn import convert_to_global_bn
@@ -21,9 +20,12 @@ from csl.distributed import init_after_elastic_restart, launch_rank
 from csl.io import s3
 from csl.train.checkpoint import EpochCheckpoint, fetch_remote, resume_checkpoint
 from csl.train.checkpoint_io import AtomicCheckpointIO
+from csl.train.compile import compile_networks
+from csl.train.finite import FiniteLossGuard
 from csl.train.data import EpochSetter, train_loader, train_stream_loader
 from csl.train.history import EpochHistory, MetricSink
 from csl.train.module import PretrainModule
+from csl.train.progress import StepProgressBar
 from csl.train.optim import effective_lr
 
 
@@ -84,6 +86,8 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     method = build_method(cfg, data.meta)
     if world > 1 and t.sync_batchnorm:
         method = convert_to_global_bn(method)
+    if t.compile:
+        compile_networks(method)
     check_dataset = getattr(method, "check_dataset", None)
     if callable(check_dataset):
         check_dataset(n_train)
@@ -93,12 +97,13 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     )
     history = EpochHistory(global_batch, sink)
     callbacks: list[L.Callback] = [
+        FiniteLossGuard(),  # first: a diverged epoch is refused before it is recorded or saved
         history,  # before the checkpoint, so that the saved history includes this epoch
         EpochCheckpoint(ckpt_dir, remote_ckpt),
         *(extra_callbacks or []),
     ]
     if t.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
+        callbacks.append(StepProgressBar(refresh_rate=10))
     if isinstance(data.train, StreamSplit):  # larger than memory: streamed from shards
         loader, stream = train_stream_loader(data.train.root, t.batch_size, data.image_size, data.channels, t.seed)
         callbacks.append(EpochSetter(stream))
@@ -154,6 +159,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         "resumed_from": resume,
         "remote_checkpoints": remote_ckpt,
         "precision": precision,
+        "compiled": t.compile,
         "processes": world,
         "rank": int(trainer.global_rank),
     }

@@ -33,28 +33,36 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
+        """One update of every parameter, with multi-tensor (``torch._foreach_*``) kernels per
+        group: a handful of calls instead of ~8 per tensor, and the trust ratios stay on the
+        device (no host read)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["weight_decay"] != 0:
-                    g = g.add(p, alpha=group["weight_decay"])
-                if group["lars_adapt"]:
-                    w_norm = torch.linalg.vector_norm(p)
-                    g_norm = torch.linalg.vector_norm(g)
-                    trust = torch.where(
-                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
-                    )
-                    g = g * trust
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.clone(g).detach()
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            fresh = group["weight_decay"] != 0  # grads becomes new tensors (p.grad is never modified)
+            if fresh:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            if group["lars_adapt"]:
+                w_norm = torch.stack(torch._foreach_norm(params))
+                g_norm = torch.stack(torch._foreach_norm(grads))
+                trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
+                                    torch.ones_like(w_norm))
+                if fresh:
+                    torch._foreach_mul_(grads, list(trust.unbind()))
                 else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
-                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+                    grads = torch._foreach_mul(grads, list(trust.unbind()))
+            # v starts at 0, so the first step's v = g exactly, as with a buffer cloned from g
+            for p in params:
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, grads)
+            torch._foreach_add_(params, bufs, alpha=-group["lr"])
         return loss

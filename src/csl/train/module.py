@@ -41,6 +41,10 @@ class PretrainModule(L.LightningModule):
         self.seed = seed
         self.generator: torch.Generator | None = None
         self._rng_state: torch.Tensor | None = None
+        # the first non-finite loss (step, value), kept on the device and read only by
+        # check_finite(): no host-device sync per step
+        self._bad_step: torch.Tensor | None = None
+        self._bad_loss: torch.Tensor | None = None
 
     def on_fit_start(self) -> None:
         self.generator = torch.Generator(device=self.device)
@@ -48,6 +52,27 @@ class PretrainModule(L.LightningModule):
         self.generator.manual_seed(self.seed * 7919)
         if self._rng_state is not None:
             self.generator.set_state(self._rng_state)
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._bad_loss = torch.zeros((), device=self.device)
+
+    def logging_step(self, step: int) -> bool:
+        """Whether Lightning reads logged values after ``step`` anyway (every ``log_every_n_steps``)."""
+        return (step + 1) % max(1, self.trainer.log_every_n_steps) == 0
+
+    def check_finite(self) -> None:
+        """Raise :class:`NonFiniteLossError` if any step so far had a NaN/inf loss. One device
+        read; called every ``log_every_n_steps`` steps and before every checkpoint
+        (:class:`~csl.train.finite.FiniteLossGuard`)."""
+        if self._bad_step is None or self._bad_loss is None:
+            return
+        step = int(self._bad_step)
+        if step >= 0:
+            epoch = step // self.steps_per_epoch if self.steps_per_epoch else self.current_epoch
+            raise NonFiniteLossError(
+                f"loss is {float(self._bad_loss)} at epoch {epoch}, step {step}. "
+                "The last good checkpoint is kept. Lower optimizer.lr, raise loss.temperature, "
+                "or use train.precision: 32-true"
+            )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Before the step: per-step schedules that are not the learning rate. Methods with
@@ -69,17 +94,21 @@ class PretrainModule(L.LightningModule):
         assert self.generator is not None
         out = self.method.training_loss(batch, self.generator)  # type: ignore[operator]
         loss = out["loss"]
-        if not torch.isfinite(loss.detach()):
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
-                "The last good checkpoint is kept. Lower optimizer.lr, raise loss.temperature, "
-                "or use train.precision: 32-true"
-            )
-        self.log("loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
-        opt = self.optimizers()
-        assert not isinstance(opt, list)
-        self.log("lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=True)
+        self._record_finite(loss.detach())
+        # prog_bar=False: Lightning reads progress-bar metrics back after every step
+        # (StepProgressBar shows the loss at its refreshes instead)
+        self.log("loss", loss.detach(), on_step=True, on_epoch=True)
+        if self.logging_step(self.global_step):  # a Python float becomes a device tensor: only when it is read
+            opt = self.optimizers()
+            assert not isinstance(opt, list)
+            self.log("lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
+
+    def _record_finite(self, loss: torch.Tensor) -> None:
+        assert self._bad_step is not None and self._bad_loss is not None
+        first = ~torch.isfinite(loss) & (self._bad_step < 0)
+        self._bad_step = torch.where(first, torch.full_like(self._bad_step, self.global_step), self._bad_step)
+        self._bad_loss = torch.where(first, loss.float(), self._bad_loss)
 
     def on_after_backward(self) -> None:
         after_backward = getattr(self.method, "after_backward", None)
@@ -92,8 +121,9 @@ class PretrainModule(L.LightningModule):
         after_step = getattr(self.method, "after_step", None)
         if callable(after_step):
             values = after_step(self.global_step - 1, self.total_steps)
-            for k, v in values.items():
-                self.log(k, v, on_step=True, on_epoch=False)
+            if self.logging_step(self.global_step - 1):
+                for k, v in values.items():
+                    self.log(k, v, on_step=True, on_epoch=False)
 
     def configure_optimizers(self) -> Any:
         opt = build_optimizer(self.method, self.opt_cfg, self.lr)
