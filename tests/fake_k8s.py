@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from fake_http import JsonServer
 
 PATH = re.compile(r"^/apis/kubeflow\.org/v1/namespaces/([^/]+)/pytorchjobs(?:/([^/?]+))?")
 
@@ -39,91 +40,57 @@ FAILURE = [
 ]
 
 
-class FakeKubernetes:
+class FakeKubernetes(JsonServer):
     def __init__(self, script: list[dict[str, Any]] | None = None) -> None:
         self.script = script or SUCCESS
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.steps: dict[tuple[str, str], int] = {}
-        self.requests: list[tuple[str, str, Any]] = []
-        self.on_create: Any = None
-        fake = self
+        self.on_create: Any = None  # called with the created job before the POST returns
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+    @staticmethod
+    def _status(code: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
+        return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+                      "message": message, "code": code}
 
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _body(self) -> Any:
-                n = int(self.headers.get("Content-Length") or 0)
-                return json.loads(self.rfile.read(n)) if n else None
-
-            def _status(self, code: int, reason: str, message: str) -> None:
-                self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-                                  "message": message, "code": code})
-
-            def _route(self, method: str) -> None:
-                body = self._body() if method in ("POST", "DELETE") else None
-                fake.requests.append((method, self.path, body))
-                if self.headers.get("Authorization") != "Bearer fake-token":
-                    return self._status(401, "Unauthorized", "no token")
-                m = PATH.match(self.path)
-                if not m:
-                    return self._status(404, "NotFound", "the server could not find the requested resource")
-                ns, name = m.group(1), m.group(2)
-                with threading.Lock():
-                    if method == "POST" and name is None:
-                        key = (ns, body["metadata"]["name"])
-                        if key in fake.jobs:
-                            return self._status(409, "AlreadyExists", f"pytorchjobs {key[1]!r} already exists")
-                        job = json.loads(json.dumps(body))
-                        job["metadata"].update(namespace=ns, uid=f"uid-{len(fake.jobs)}")
-                        fake.jobs[key], fake.steps[key] = job, 0
-                        if fake.on_create:
-                            fake.on_create(job)
-                        return self._send(201, job)
-                    if method == "GET" and name is None:
-                        from urllib.parse import parse_qs, urlparse
-
-                        sel = parse_qs(urlparse(self.path).query).get("labelSelector", [""])[0]
-                        want = dict(kv.split("=", 1) for kv in sel.split(",") if kv)
-                        items = []
-                        for k, job in fake.jobs.items():
-                            labels = job["metadata"].get("labels", {})
-                            if k[0] == ns and all(labels.get(a) == b for a, b in want.items()):
-                                step = min(fake.steps[k], len(fake.script) - 1)
-                                items.append({**job, "status": fake.script[step]})
-                        return self._send(200, {"kind": "PyTorchJobList", "items": items})
-                    key = (ns, name or "")
-                    if key not in fake.jobs:
-                        return self._status(404, "NotFound", f"pytorchjobs {name!r} not found")
-                    if method == "GET":
-                        step = min(fake.steps[key], len(fake.script) - 1)
-                        fake.steps[key] += 1
-                        return self._send(200, {**fake.jobs[key], "status": fake.script[step]})
-                    if method == "DELETE":
-                        del fake.jobs[key]
-                        return self._send(200, {"kind": "Status", "status": "Success"})
-                return self._status(405, "MethodNotAllowed", method)
-
-            def do_GET(self) -> None:
-                self._route("GET")
-
-            def do_POST(self) -> None:
-                self._route("POST")
-
-            def do_DELETE(self) -> None:
-                self._route("DELETE")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def route(self, method: str, path: str, body: Any, headers: Any) -> tuple[int, Any]:
+        if headers.get("Authorization") != "Bearer fake-token":
+            return self._status(401, "Unauthorized", "no token")
+        m = PATH.match(path)
+        if not m:
+            return self._status(404, "NotFound", "the server could not find the requested resource")
+        ns, name = m.group(1), m.group(2)
+        if method == "POST" and name is None:
+            key = (ns, body["metadata"]["name"])
+            if key in self.jobs:
+                return self._status(409, "AlreadyExists", f"pytorchjobs {key[1]!r} already exists")
+            job = json.loads(json.dumps(body))
+            job["metadata"].update(namespace=ns, uid=f"uid-{len(self.jobs)}")
+            self.jobs[key], self.steps[key] = job, 0
+            if self.on_create:
+                self.on_create(job)
+            return 201, job
+        if method == "GET" and name is None:
+            sel = parse_qs(urlparse(path).query).get("labelSelector", [""])[0]
+            want = dict(kv.split("=", 1) for kv in sel.split(",") if kv)
+            items = []
+            for k, job in self.jobs.items():
+                labels = job["metadata"].get("labels", {})
+                if k[0] == ns and all(labels.get(a) == b for a, b in want.items()):
+                    step = min(self.steps[k], len(self.script) - 1)
+                    items.append({**job, "status": self.script[step]})
+            return 200, {"kind": "PyTorchJobList", "items": items}
+        key = (ns, name or "")
+        if key not in self.jobs:
+            return self._status(404, "NotFound", f"pytorchjobs {name!r} not found")
+        if method == "GET":
+            step = min(self.steps[key], len(self.script) - 1)
+            self.steps[key] += 1
+            return 200, {**self.jobs[key], "status": self.script[step]}
+        if method == "DELETE":
+            del self.jobs[key]
+            return 200, {"kind": "Status", "status": "Success"}
+        return self._status(405, "MethodNotAllowed", method)
 
     def kubeconfig(self, path: Path, namespace: str = "ml") -> Path:
         path.write_text(json.dumps({
@@ -133,7 +100,3 @@ class FakeKubernetes:
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "dev", "namespace": namespace}}],
         }))
         return path
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -157,11 +157,36 @@ class PoisonWeights(L.Callback):
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = parse_method(tiny_method(epochs=3), "m")
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1.*last good checkpoint is kept"):
+    # 4 steps per epoch: the first bad step is 4, read back at the epoch-end check
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1, step 4\. .*last good checkpoint is kept"):
         fit(cfg, prepared, tmp_path / "c", extra_callbacks=[PoisonWeights()])
     ckpt = torch.load(tmp_path / "c" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+class PoisonAtStep(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step, self.last = step, -1
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
+                             batch_idx: int) -> None:
+        self.last = trainer.global_step
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                for p in pl_module.parameters():
+                    p.fill_(float("nan"))
+
+
+def test_nan_mid_epoch_names_the_first_bad_step_and_stops_at_the_next_check(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The loss is checked on the device every step and read back every 10 steps: a NaN at step
+    13 of a 32-step epoch stops training after step 19, naming step 13, before any checkpoint."""
+    cfg = parse_method(tiny_method(epochs=1, batch_size=8), "m")
+    poison = PoisonAtStep(13)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 0, step 13\. "):
+        fit(cfg, prepared, tmp_path / "c", extra_callbacks=[poison])
+    assert poison.last == 19
+    assert not (tmp_path / "c" / "last.ckpt").exists()
 
 
 def test_training_changes_the_encoder(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
