@@ -24,7 +24,7 @@ from csl.train.compile import compile_networks
 from csl.train.finite import FiniteLossGuard
 from csl.train.data import EpochSetter, train_loader, train_stream_loader
 from csl.train.history import EpochHistory, MetricSink
-from csl.train.module import PretrainModule
+from csl.train.module import LOG_EVERY_N_STEPS, PretrainModule
 from csl.train.progress import StepProgressBar
 from csl.train.optim import effective_lr
 
@@ -129,7 +129,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         enable_checkpointing=False,  # EpochCheckpoint does it
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=10,
+        log_every_n_steps=LOG_EVERY_N_STEPS,
         default_root_dir=str(ckpt_dir),
     )
     if remote_ckpt:

@@ -44,10 +44,10 @@ class LARS(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            grads = [p.grad for p in params]
+            grads: list[torch.Tensor] = [p.grad for p in params if p.grad is not None]
             fresh = group["weight_decay"] != 0  # grads becomes new tensors (p.grad is never modified)
             if fresh:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
             if group["lars_adapt"]:
                 w_norm = torch.stack(torch._foreach_norm(params))
                 g_norm = torch.stack(torch._foreach_norm(grads))
@@ -56,7 +56,7 @@ class LARS(torch.optim.Optimizer):
                 if fresh:
                     torch._foreach_mul_(grads, list(trust.unbind()))
                 else:
-                    grads = torch._foreach_mul(grads, list(trust.unbind()))
+                    grads = list(torch._foreach_mul(grads, list(trust.unbind())))
             # v starts at 0, so the first step's v = g exactly, as with a buffer cloned from g
             for p in params:
                 if "momentum_buffer" not in self.state[p]:

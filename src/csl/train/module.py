@@ -13,6 +13,11 @@ from csl.train.optim import OptimizerConfig, build_optimizer
 from csl.train.schedule import ScheduleConfig, cosine_ramp, warmup_cosine
 
 
+LOG_EVERY_N_STEPS = 10
+"""Lightning logs (and reads logged values back) every this many steps; the finite-loss check
+and the Python-float metrics follow it, so no other step waits on the device."""
+
+
 class PretrainModule(L.LightningModule):
     """Runs ``method.training_loss`` with the augmentation generator, optimizer and schedule.
 
@@ -56,12 +61,12 @@ class PretrainModule(L.LightningModule):
         self._bad_loss = torch.zeros((), device=self.device)
 
     def logging_step(self, step: int) -> bool:
-        """Whether Lightning reads logged values after ``step`` anyway (every ``log_every_n_steps``)."""
-        return (step + 1) % max(1, self.trainer.log_every_n_steps) == 0
+        """Whether Lightning reads logged values after ``step`` anyway (every ``LOG_EVERY_N_STEPS``)."""
+        return (step + 1) % LOG_EVERY_N_STEPS == 0
 
     def check_finite(self) -> None:
         """Raise :class:`NonFiniteLossError` if any step so far had a NaN/inf loss. One device
-        read; called every ``log_every_n_steps`` steps and before every checkpoint
+        read; called every ``LOG_EVERY_N_STEPS`` steps and before every checkpoint
         (:class:`~csl.train.finite.FiniteLossGuard`)."""
         if self._bad_step is None or self._bad_loss is None:
             return
