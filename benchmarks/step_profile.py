@@ -59,13 +59,13 @@ def main() -> None:
           f"(x2 views), seconds per step (mean of {args.steps}), self time by category")
     print(f"{'mode':<10}{'step s':>8}{'img/s':>8}{'conv s':>8}{'bn s':>7}{'relu s':>8}{'other s':>9}"
           f"{'conv share':>12}{'img/s if only conv':>20}" + (f"{'x peer':>8}" if args.peer else ""))
+    cfg = parse_method(variant(SETUPS[args.encoder], args.batch, 1, 1), "bench")
     for compiled in (False, True):
         torch.manual_seed(0)
-        method = build_method(parse_method(variant(SETUPS[args.encoder], args.batch, 1, 1), "bench"), meta)
+        method = build_method(cfg, meta)
         if compiled:
             compile_networks(method)
-        opt = build_optimizer(method, parse_method(variant(SETUPS[args.encoder], args.batch, 1, 1), "b").optimizer,
-                              0.1)
+        opt = build_optimizer(method, cfg.optimizer, 0.1)
         gen = torch.Generator().manual_seed(0)
 
         def step() -> None:

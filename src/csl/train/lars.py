@@ -41,10 +41,11 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
+            pairs = [(p, p.grad) for p in group["params"] if p.grad is not None]
+            if not pairs:
                 continue
-            grads: list[torch.Tensor] = [p.grad for p in params if p.grad is not None]
+            params = [p for p, _ in pairs]
+            grads: list[torch.Tensor] = [g for _, g in pairs]
             fresh = group["weight_decay"] != 0  # grads becomes new tensors (p.grad is never modified)
             if fresh:
                 grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))

@@ -69,6 +69,6 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, lr: float) -> torch.
         # torch's default: multi-tensor (foreach) on CUDA; the per-tensor loop on CPU, where it
         # measured fastest (benchmarks/optimizers.py)
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    # fused AdamW: one kernel for all parameters, on CPU and CUDA (3.6x the loop on ResNet-18's
+    # fused AdamW: one kernel for all parameters, on CPU and CUDA (4.4x the loop on ResNet-18's
     # parameters on this CPU, benchmarks/optimizers.py)
     return torch.optim.AdamW(groups, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
