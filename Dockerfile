@@ -11,8 +11,6 @@ WORKDIR /opt/csl
 COPY requirements.lock pyproject.toml README.md ./
 RUN pip install --extra-index-url "$TORCH_INDEX" -r requirements.lock
 COPY src ./src
-COPY components ./components
-COPY pipelines ./pipelines
 RUN pip install --no-deps .
 RUN useradd --uid 1000 --create-home csl
 USER 1000

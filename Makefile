@@ -29,7 +29,8 @@ run: setup data
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/csl run
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks components pipelines
+	@scripts/ensure-kubectl.sh
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
 	$(BIN)/python -m pytest -q
 

@@ -3,8 +3,10 @@
 For each variant (default: every entry of ``methods`` in params.yaml): pretrain with the same
 number of epochs, then the pipeline's evaluation (linear probe and weighted kNN on frozen
 features, and both for a random-init encoder of the same architecture). Rows are merged into
-``benchmarks/zoo-results.json`` and rendered to ``benchmarks/RESULTS.md`` with the hardware
-and the command that reproduces each row. Work files go to ``--work`` (not tracked).
+``benchmarks/zoo-results.json`` and rendered to ``benchmarks/RESULTS.md`` with the hardware,
+the git commit (and whether the checkout had uncommitted changes) and the command that
+reproduces each row; each row's raw output (per-epoch history, training summary, evaluation
+metrics) is kept in ``benchmarks/zoo-raw/<variant>.json``. Work files go to ``--work`` (not tracked).
 
     python benchmarks/zoo.py [--epochs 4] [--variants simclr-small dino-small ...]
 """
@@ -41,7 +43,16 @@ def hardware() -> str:
     return f"{cpu}, {os.cpu_count()} cores visible, {gpu}; torch {torch.__version__}"
 
 
-def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Path) -> dict[str, Any]:
+def commit() -> str:
+    """``<sha>`` of the checkout, ``+dirty`` when tracked code or parameters differ from it."""
+    from csl.tracking.lineage import git_commit
+
+    sha, dirty = git_commit(REPO)
+    return f"{sha}{'+dirty' if dirty else ''}"
+
+
+def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Path,
+                raw_dir: Path | None = None, code: str | None = None) -> dict[str, Any]:
     from csl.params import parse_params
     from csl.stages.linear_eval import linear_eval
     from csl.stages.pretrain import pretrain
@@ -56,6 +67,11 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
     metrics = linear_eval(params, variant, work)
     cfg = params.method(variant)
     parts = cfg.as_dict()
+    if raw_dir is not None:  # the run's raw output, committed beside the table
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        (raw_dir / f"{variant}.json").write_text(json.dumps(
+            {"variant": variant, "commit": code or commit(), "params": parts, "history": fit.history,
+             "summary": fit.summary, "eval": metrics}, indent=1, default=str) + "\n")
     return {
         "variant": variant,
         "method": cfg.method,
@@ -73,6 +89,8 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
         "command": f"python benchmarks/zoo.py --epochs {epochs} --variants {variant}",
         "hardware": hardware(),
         "date": time.strftime("%Y-%m-%d"),
+        "commit": code or commit(),
+        "code_fingerprint": fit.summary.get("code_fingerprint"),
     }
 
 
@@ -107,7 +125,8 @@ def render(rows: list[dict[str, Any]], dataset: str) -> str:
         lines += ["", notes.read_text().rstrip()]
     lines += ["", "## Commands and hardware", ""]
     for r in rows:
-        lines.append(f"- `{r['variant']}`: `{r['command']}` ({r['date']}; {r['hardware']})")
+        lines.append(f"- `{r['variant']}`: `{r['command']}` (commit {r.get('commit') or 'not recorded'}; "
+                     f"{r['date']}; {r['hardware']}; raw output `benchmarks/zoo-raw/{r['variant']}.json`)")
     return "\n".join(lines) + "\n"
 
 
@@ -145,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     results_json, results_md = args.results_dir / "zoo-results.json", args.results_dir / "RESULTS.md"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     rows = {r["variant"]: r for r in json.loads(results_json.read_text())} if results_json.is_file() else {}
+    code = commit()  # before this run writes its results (tracked files): the code every row runs
     for v in variants:
         print(f"== {v}: {args.epochs} epochs", flush=True)
         # a fresh checkpoint per budget: never resume a run with other settings
         shutil.rmtree(args.work / "checkpoints" / v, ignore_errors=True)
-        row = run_variant(params_raw, v, args.epochs, args.work)
+        row = run_variant(params_raw, v, args.epochs, args.work, args.results_dir / "zoo-raw", code)
         rows[v] = row
         print(f"   linear {100 * row['linear_top1']:.2f}% (random {100 * row['random_linear_top1']:.2f}%), "
               f"kNN {100 * row['knn_top1']:.2f}% (random {100 * row['random_knn_top1']:.2f}%), "

@@ -111,13 +111,13 @@ def project(tmp_path: Path, idx_dir: Path) -> Path:
 
 
 def make_dvc_project(tmp_path: Path, params: dict) -> tuple[Path, dict[str, str]]:
-    """A git + DVC project with the repository's dvc.yaml and a copy of src/ (the code deps)."""
+    """A git + DVC project with the repository's dvc.yaml and .gitignore and a copy of src/ (the code deps)."""
     p = tmp_path / "dvcproj"
     p.mkdir()
     shutil.copy(REPO / "dvc.yaml", p / "dvc.yaml")
     shutil.copytree(REPO / "src", p / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (p / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (p / ".gitignore").write_text("mlflow.db\nmlartifacts/\ncheckpoints/\n")
+    shutil.copy(REPO / ".gitignore", p / ".gitignore")  # what the repository keeps out of git
     env = csl_env(tmp_path)
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "init"]):

@@ -46,7 +46,7 @@ def lock_md5(repo: Path) -> str:
 def test_fetch_by_revision_from_the_remote_in_a_fresh_clone(tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from csl.cli import main
     from csl.data import load
-    from csl.data.versioned import read_origin
+    from csl.tracking.dvc_data import read_origin
 
     repo, env, commit = versioned_repo(tmp_path, s3)
     md5 = lock_md5(repo)

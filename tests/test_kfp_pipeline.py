@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,10 @@ import yaml
 
 from conftest import REPO, make_idx_dir, tiny_method, tiny_params
 
-sys.path.insert(0, str(REPO))
 
 
 def test_compiled_pipeline_matches_the_golden_file(tmp_path: Path) -> None:
-    from pipelines.csl_pipeline import compile_to
+    from csl.kubeflow.pipeline import compile_to
 
     compile_to(str(tmp_path / "p.yaml"))
     fresh, fresh_platform = yaml.safe_load_all((tmp_path / "p.yaml").read_text())
@@ -29,7 +27,7 @@ def test_compiled_pipeline_matches_the_golden_file(tmp_path: Path) -> None:
     fresh.pop("sdkVersion", None)
     golden.pop("sdkVersion", None)
     assert (fresh, fresh_platform) == (golden, golden_platform), \
-        "pipelines/csl_pipeline.yaml is stale: run python pipelines/csl_pipeline.py"
+        "pipelines/csl_pipeline.yaml is stale: run csl pipeline compile"
     root = golden["root"]["dag"]["tasks"]
     assert set(root) == {"exit-handler-1", "cleanup"}
     # the exit handler runs however the run ended
@@ -51,7 +49,7 @@ def test_pipeline_runs_locally_on_versioned_data_through_an_mlflow_server(
     from kfp import local
     from mlflow.tracking import MlflowClient
 
-    from pipelines.csl_pipeline import csl_pipeline
+    from csl.kubeflow.pipeline import csl_pipeline
     from test_data_versioned import lock_md5, versioned_repo
 
     url, bucket = mlflow_server
@@ -113,12 +111,12 @@ def test_pipeline_runs_locally_on_versioned_data_through_an_mlflow_server(
     reports = sorted((tmp_path / "root").rglob("registry.json"), key=lambda f: f.stat().st_mtime)
     assert len(reports) == 2
     table = json.loads(reports[-1].read_text())
-    assert [(r["name"], r["version"]) for r in table] == [("csl-encoder-fashion-mnist-a", "1"),
-                                                          ("csl-encoder-fashion-mnist-b", "1"),
-                                                          ("csl-encoder-fashion-mnist-a", "2")] or \
-        sorted((r["name"], r["version"]) for r in table) == [("csl-encoder-fashion-mnist-a", "1"),
-                                                             ("csl-encoder-fashion-mnist-a", "2"),
-                                                             ("csl-encoder-fashion-mnist-b", "1")]
+    # oldest first: the first run's two versions (registered by parallel tasks, so in either order), then
+    # the second run's
+    rows = [(r["name"], r["version"]) for r in table]
+    assert sorted(rows[:2]) == [("csl-encoder-fashion-mnist-a", "1"), ("csl-encoder-fashion-mnist-b", "1")]
+    assert rows[2] == ("csl-encoder-fashion-mnist-a", "2")
+    assert [r["created"] for r in table] == sorted(r["created"] for r in table)
     champion = client.get_model_version_by_alias("csl-encoder-fashion-mnist-a", "champion")
     for r in table:
         assert r["data_md5"] == md5 and r["pipeline_run"]
@@ -128,10 +126,11 @@ def test_pipeline_runs_locally_on_versioned_data_through_an_mlflow_server(
     assert "## Registered encoders across pipeline runs" in md and md.count("csl-encoder-fashion-mnist-a") == 2
 
 
-def test_pipeline_refuses_unversioned_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipeline_refuses_unversioned_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capfd: pytest.CaptureFixture[str]) -> None:
     from kfp import local
 
-    from pipelines.csl_pipeline import csl_pipeline
+    from csl.kubeflow.pipeline import csl_pipeline
 
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
@@ -142,5 +141,8 @@ def test_pipeline_refuses_unversioned_data(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(RuntimeError) as e:
         csl_pipeline(params_yaml=yaml.safe_dump(params), variants=["simclr-tiny"],
                      tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
-    assert "prepare" in str(e.value)
+    assert "prepare" in str(e.value)  # the failed task ...
+    logs = capfd.readouterr()
+    # ... and its reason, from the step's own log: no data revision, no trial-run flag
+    assert "no data_repo given: the pipeline refuses unversioned data" in logs.out + logs.err
     assert not list((tmp_path / "root").rglob("meta.json"))  # nothing prepared, nothing trained

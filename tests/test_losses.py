@@ -84,10 +84,15 @@ def test_barlow_twins_formula_and_invariances() -> None:
     perm = torch.randperm(8, generator=g(6))
     torch.testing.assert_close(barlow_twins(a[perm], b[perm]), barlow_twins(a, b))  # batch order
     torch.testing.assert_close(barlow_twins(3 * a + 1, 0.5 * b - 2), barlow_twins(a, b), rtol=1e-4, atol=1e-4)
-    # identical, decorrelated views (orthogonal columns) reach the minimum 0
-    x = torch.linalg.qr(torch.randn(64, 4, generator=g(7)))[0]
-    x = x - x.mean(0)
-    assert barlow_twins(x, x).item() == pytest.approx(0.0, abs=0.2)
+    # identical, decorrelated views reach the minimum 0: columns centred first, then orthonormalized,
+    # so they stay zero-mean and their correlation matrix is exactly the identity (what is left is
+    # the standardization's epsilon, ~1e-6)
+    x = torch.randn(64, 4, generator=g(7))
+    x = torch.linalg.qr(x - x.mean(0))[0]
+    assert x.mean(0).abs().max() < 1e-6
+    assert barlow_twins(x, x).item() == pytest.approx(0.0, abs=1e-5)
+    # and the bound can fail: the same features paired with other samples are far from it
+    assert barlow_twins(x, x.roll(1, 0)).item() > 0.5
     aa, bb = a.clone().requires_grad_(), b.clone().requires_grad_()
     barlow_twins(aa, bb).backward()
     assert aa.grad is not None and bb.grad is not None and aa.grad.abs().sum() > 0 and bb.grad.abs().sum() > 0

@@ -91,7 +91,8 @@ def test_launcher_runs_the_job_and_brings_the_encoder_back(tmp_path: Path, s3, m
         body = boto3.client("s3", endpoint_url=endpoint).get_object(
             Bucket=bucket, Key=f"artifacts/runs/{VARIANT}/pretrain/encoder.pt")["Body"].read()
         assert (out / "encoder.pt").read_bytes() == body
-        assert torch.load(out / "encoder.pt", weights_only=True)
+        payload = torch.load(out / "encoder.pt", weights_only=True)
+        assert payload["format"] == "csl-encoder-v1" and payload["variant"] == VARIANT and payload["state_dict"]
         assert (out / "history.json").is_file() and (out / "metrics.json").is_file()
         # the job's pretrain run carries the pipeline run and the fetched data's md5
         runs = mlflow.search_runs(experiment_names=["csl-test"], output_format="list")

@@ -44,17 +44,25 @@ def test_register_load_and_lineage(project: Path) -> None:
     csl(project, "linear-eval", "--variant", VARIANT)
     out = csl(project, "register", "--variant", VARIANT).stdout
     assert f"registered models:/{NAME}/1 (champion): no champion yet" in out
-    reg = json.loads((project / "runs" / VARIANT / "register" / "registration.json").read_text())
-    assert reg == {"name": NAME, "version": "1", "uri": f"models:/{NAME}/1", "created": True, "champion": True,
-                   "decision": "no champion yet"}
-    # a second registration of the same run changes nothing
-    out = csl(project, "register", "--variant", VARIANT).stdout
-    assert f"unchanged: models:/{NAME}/1 (champion): already registered as v1" in out
-
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from csl.tracking.model_registry import file_sha256
+
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mv = MlflowClient().get_model_version(NAME, "1")
+    reg = json.loads((project / "runs" / VARIANT / "register" / "registration.json").read_text())
+    sha = file_sha256(project / "runs" / VARIANT / "pretrain" / "encoder.pt")
+    assert reg == {"name": NAME, "version": "1", "uri": f"models:/{NAME}/1", "run_id": mv.run_id,
+                   "encoder_sha256": sha, "store": f"sqlite:///{(project / 'mlflow.db').resolve()}",
+                   "champion": True, "decision": "no champion yet"}
+    assert mv.tags["csl.encoder_sha256"] == sha
+    # a second registration of the same run changes nothing, and records the same version and run
+    out = csl(project, "register", "--variant", VARIANT).stdout
+    assert f"unchanged: models:/{NAME}/1 (champion): already registered as v1" in out
+    again = json.loads((project / "runs" / VARIANT / "register" / "registration.json").read_text())
+    assert {k: again[k] for k in ("uri", "run_id", "encoder_sha256")} == {k: reg[k] for k in ("uri", "run_id",
+                                                                                                "encoder_sha256")}
     assert [str(v.version) for v in MlflowClient().search_model_versions(f"name = '{NAME}'")] == ["1"]
 
     # the champion is a ready feature extractor: uint8 images in, embeddings out, normalized inside

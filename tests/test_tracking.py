@@ -51,6 +51,54 @@ def test_failed_stage_marks_its_run_failed(tmp_path: Path, monkeypatch: pytest.M
             raise ValueError("boom")
     runs = mlflow.search_runs(experiment_names=["exp"], output_format="list")
     assert [r.info.status for r in runs] == ["FAILED"]
+    assert runs[0].data.tags["csl.error"] == "ValueError: boom"
+
+
+def test_a_run_whose_process_is_gone_is_ended_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage process killed with SIGKILL leaves its run RUNNING; the next invocation ends it KILLED
+    (with the reason), and leaves the runs of live processes alone."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", tracking.PARENT_ENV)}
+    code = ("import sys, time\nfrom pathlib import Path\nfrom csl import tracking\n"
+            "with tracking.stage_run(Path(sys.argv[1]), 'exp', 'pretrain', 'a'):\n"
+            "    print('started', flush=True)\n    time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    proc.kill()
+    proc.wait()
+    with tracking.pipeline_run(tmp_path, "exp", "pipeline", {}):  # opening a run ends the dead ones first
+        runs = {r.info.run_name: r for r in mlflow.search_runs(experiment_names=["exp"], output_format="list")}
+        assert runs["pipeline"].info.status == "RUNNING"  # this live process's run is left alone
+    dead = runs["pretrain@a"]
+    assert dead.info.status == "KILLED"
+    assert f"process {proc.pid} on" in dead.data.tags["csl.end_reason"]
+    assert "no longer exists" in dead.data.tags["csl.end_reason"]
+
+
+def test_process_tags_see_death_and_reuse() -> None:
+    import os
+    import subprocess
+
+    from csl.tracking import liveness
+
+    mine = liveness.process_tag()
+    assert liveness.is_gone(mine) is None
+    host, boot, pid, start = mine.rsplit(":", 3)
+    assert int(pid) == os.getpid()
+    assert "another process" in str(liveness.is_gone(f"{host}:{boot}:{pid}:{int(start) + 1}"))  # id reused
+    assert "rebooted" in str(liveness.is_gone(f"{host}:nope:{pid}:{start}"))
+    assert liveness.is_gone(f"another-host:{boot}:{pid}:{start}") is None  # not visible from here
+    p = subprocess.Popen(["sleep", "30"])
+    tag = liveness.process_tag(p.pid)
+    assert liveness.is_gone(tag) is None
+    p.kill()
+    p.wait()
+    assert "no longer exists" in str(liveness.is_gone(tag))
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

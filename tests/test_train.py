@@ -263,3 +263,19 @@ def test_checkpoint_key_ignores_compile_but_not_the_method(tmp_path: Path) -> No
 
     assert key(compile=True) == key(compile=False) == key()
     assert key(batch_size=32) != key()
+
+
+def test_checkpoint_key_includes_the_training_code(tmp_path: Path) -> None:
+    """Other code never resumes a checkpoint: the key holds the code fingerprint (the current code's
+    by default)."""
+    import yaml
+
+    from csl.params import load_params
+    from csl.stages.deps import fingerprint
+    from csl.stages.layout import Layout
+    from conftest import tiny_params
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path, {"v": tiny_method()})))
+    layout = Layout(tmp_path, load_params(tmp_path / "params.yaml"))
+    assert layout.checkpoint_dir("v", "abc") == layout.checkpoint_dir("v", "abc", fingerprint())
+    assert layout.checkpoint_dir("v", "abc", "code-a") != layout.checkpoint_dir("v", "abc", "code-b")

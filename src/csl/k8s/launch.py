@@ -56,7 +56,9 @@ def pretrain_job(params_yaml: str, variant: str, data_repo: str, data_rev: str, 
     st = k8s.submit(objs, render(spec), namespace)
     print(f"created PyTorchJob {namespace}/{st.name} ({nodes} pods x {nproc_per_node} processes)", flush=True)
     done = k8s.wait(objs, st.name, namespace, timeout, poll)  # raises JobFailedError with the reason
-    remote = f"{base.rstrip('/')}/runs/{variant}/pretrain"
+    from csl.stages.layout import variant_rel
+
+    remote = f"{base.rstrip('/')}/{variant_rel(variant)}/pretrain"  # where rank 0 uploads (Layout.upload_artifacts)
     files = s3.download_dir(remote, out)
     if not (out / "encoder.pt").is_file():
         raise CslError(f"PyTorchJob {namespace}/{st.name} succeeded but {remote} has no encoder.pt")

@@ -16,6 +16,12 @@ REPORTS = "reports"
 CHECKPOINTS = "checkpoints"
 
 
+def variant_rel(variant: str) -> str:
+    """``runs/<variant>``: the one place that spells a variant's output path (locally, and as the key
+    prefix of its outputs in ``storage.artifacts``)."""
+    return f"{RUNS}/{variant}"
+
+
 @dataclass(frozen=True)
 class Layout:
     project: Path
@@ -25,32 +31,49 @@ class Layout:
     def prepared(self) -> Path:
         return self.project / PREPARED
 
+    @property
+    def data_dir(self) -> Path:
+        """The prepared dataset and its origin record (``prepared.origin.json``) together."""
+        return self.prepared.parent
+
+    def variant_dir(self, variant: str) -> Path:
+        """Everything a variant's stages write (pretrain, eval, register)."""
+        return self.project / variant_rel(variant)
+
     def pretrain_dir(self, variant: str) -> Path:
-        return self.project / RUNS / variant / "pretrain"
+        return self.variant_dir(variant) / "pretrain"
 
     def eval_dir(self, variant: str) -> Path:
-        return self.project / RUNS / variant / "eval"
+        return self.variant_dir(variant) / "eval"
+
+    def register_dir(self, variant: str) -> Path:
+        return self.variant_dir(variant) / "register"
 
     @property
     def reports(self) -> Path:
         return self.project / REPORTS
 
-    def checkpoint_dir(self, variant: str, data_hash: str) -> Path:
-        """Checkpoints are keyed by the variant's config and the data, so a resume never
-        continues a run that had other settings. ``train.compile`` is left out: it changes how
-        the step runs, not what it computes, and the checkpoints are the same either way."""
+    def checkpoint_dir(self, variant: str, data_hash: str, code: str | None = None) -> Path:
+        """Checkpoints are keyed by the variant's config, the data and the code that computes the
+        result (:func:`csl.stages.deps.fingerprint`: the training code's source as this process
+        imports it, torch's and Lightning's versions), so a resume only ever continues the same
+        computation: a run with other settings or other code starts afresh. ``train.compile`` is
+        left out: it changes how the step runs, not what it computes, and the checkpoints are the
+        same either way."""
+        from csl.stages.deps import fingerprint
+
         method = self.params.method(variant).as_dict()
         method["train"].pop("compile", None)
-        cfg = json.dumps({"method": method, "data": data_hash}, sort_keys=True)
+        cfg = json.dumps({"method": method, "data": data_hash, "code": code or fingerprint()}, sort_keys=True)
         key = hashlib.sha256(cfg.encode()).hexdigest()[:12]
         return self.project / CHECKPOINTS / variant / key
 
-    def remote_checkpoint_dir(self, variant: str, data_hash: str) -> str | None:
+    def remote_checkpoint_dir(self, variant: str, data_hash: str, code: str | None = None) -> str | None:
         """``storage.checkpoints`` + the same ``<variant>/<key>`` as the local directory, or None."""
         base = self.params.storage.checkpoint_uri
         if not base:
             return None
-        rel = self.checkpoint_dir(variant, data_hash).relative_to(self.project / CHECKPOINTS)
+        rel = self.checkpoint_dir(variant, data_hash, code).relative_to(self.project / CHECKPOINTS)
         return f"{base.rstrip('/')}/{rel.as_posix()}"
 
     def check_storage(self) -> None:

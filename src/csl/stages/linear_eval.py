@@ -50,7 +50,7 @@ def linear_eval(params: Params, variant: str, project: Path) -> dict[str, Any]:
     return metrics
 
 
-def main(params: Params, project: Path, variant: str) -> None:
+def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
     from csl import tracking
 
     layout = Layout(project, params)
@@ -63,3 +63,4 @@ def main(params: Params, project: Path, variant: str) -> None:
         rec.artifact(layout.eval_dir(variant), "eval")
     line = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     print(f"evaluated {variant}: {line}")
+    return metrics

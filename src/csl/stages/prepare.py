@@ -42,7 +42,7 @@ def fetch_main(params: Params, project: Path, repo: str, rev: str, path: str, tr
     import contextlib
 
     from csl import tracking
-    from csl.data import versioned
+    from csl.tracking import dvc_data as versioned
 
     run = tracking.stage_run(project, params.tracking.experiment, "prepare") if track else contextlib.nullcontext()
     with run as rec:

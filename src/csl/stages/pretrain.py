@@ -11,6 +11,7 @@ import torch
 from csl import data as csl_data
 from csl.io import atomic_write_bytes, atomic_write_json
 from csl.params import Params
+from csl.stages.deps import fingerprint
 from csl.stages.layout import PREPARED, Layout
 from csl.train.fit import FitResult, fit
 from csl.train.history import MetricSink
@@ -42,9 +43,14 @@ def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | Non
     layout = Layout(project, params)
     layout.check_storage()
     data = csl_data.load(layout.prepared)
-    ckpt = layout.checkpoint_dir(variant, data.meta["content_hash"])
-    remote = layout.remote_checkpoint_dir(variant, data.meta["content_hash"])
+    code = fingerprint()
+    ckpt = layout.checkpoint_dir(variant, data.meta["content_hash"], code)
+    remote = layout.remote_checkpoint_dir(variant, data.meta["content_hash"], code)
     result = fit(params.method(variant), data, ckpt, sink, remote_ckpt=remote)
+    resumed = result.summary["resumed_from"]  # project-relative: the same in every clone
+    result.summary.update({"code_fingerprint": code, "checkpoint_dir": ckpt.relative_to(project).as_posix(),
+                           "resumed_from": Path(resumed).resolve().relative_to(project.resolve()).as_posix()
+                           if resumed else None})
     if result.summary["rank"] != 0:
         return result  # every process trains; rank 0 alone writes the outputs
     out = layout.pretrain_dir(variant)
@@ -52,7 +58,7 @@ def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | Non
     torch.save(encoder_payload(params, variant, data.meta, result.encoder_state), buf)
     atomic_write_bytes(out / "encoder.pt", buf.getvalue())
     atomic_write_json(out / "history.json", result.history)
-    atomic_write_json(out / "metrics.json", {**result.summary, "checkpoint_dir": str(ckpt.relative_to(project))})
+    atomic_write_json(out / "metrics.json", result.summary)
     layout.upload_artifacts(out)
     return result
 
@@ -75,7 +81,8 @@ def main(params: Params, project: Path, variant: str) -> None:
         out = layout.pretrain_dir(variant)
         rec.artifact(out / "history.json")
         rec.artifact(out / "encoder.pt", "encoder")
-        rec.artifact(layout.checkpoint_dir(variant, meta["content_hash"]) / "last.ckpt", "checkpoint")
+        rec.tags({"csl.code_fingerprint": str(result.summary.get("code_fingerprint", ""))})
+        rec.artifact(project / str(result.summary["checkpoint_dir"]) / "last.ckpt", "checkpoint")
     s = result.summary
     print(f"pretrained {variant}: {s['epochs']} epochs, loss {s['final_loss']:.4f}, "
           f"{s['images_per_s']:.0f} images/s -> {layout.pretrain_dir(variant) / 'encoder.pt'}")

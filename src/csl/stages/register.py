@@ -2,7 +2,11 @@
 as ``csl-encoder-<dataset>-<variant>``, with its lineage, after linear-eval; move the alias
 ``champion`` only when it beats the champion on the same dataset version.
 
-Writes ``runs/<variant>/register/registration.json`` (name, version, uri, champion decision).
+Writes ``runs/<variant>/register/registration.json``: what this registration is in the store it was
+made in (name, version, uri, the run that logged it, the encoder's sha256, the store's URI, the
+champion decision). It is a local record, not in git: the store is the truth, and ``csl run``
+checks the record against the store configured now before DVC decides what to run
+(:func:`check_registrations`), so a registration that is absent or different there is made again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from csl import data as csl_data
 from csl.data.prepared import StreamSplit
-from csl.data.versioned import read_origin
+from csl.tracking.dvc_data import read_origin
 from csl.encoders.saved import load_feature_extractor
 from csl.errors import CslError
 from csl.io import atomic_write_json
@@ -59,6 +63,8 @@ def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
     origin = read_origin(layout.prepared)  # data fetched by git revision (the Kubeflow pipeline)
     commit, dirty = tracking.git_commit(project)
     pipeline_run = tracking.pipeline_run_id() or os.environ.get(tracking.PARENT_ENV, "")
+    pre_metrics = layout.pretrain_dir(variant) / "metrics.json"
+    fingerprint = json.loads(pre_metrics.read_text()).get("code_fingerprint", "") if pre_metrics.is_file() else ""
     with tracking.stage_run(project, params.tracking.experiment, "register", variant) as rec:
         parent = tracking.current_parent(tracking.connect(project, params.tracking.experiment))
         stage_runs = tracking.latest_stage_runs(project, params.tracking.experiment, variant,
@@ -70,6 +76,7 @@ def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
             "csl.data.remote": tracking.dvc_remote_url(project) or "none",
             **({"csl.data.repo": origin.repo, "csl.data.rev": origin.rev} if origin else {}),
             "csl.git_commit": commit, "csl.git_dirty": str(dirty), "csl.params_hash": params_hash(params, variant),
+            "csl.code_fingerprint": fingerprint or "unknown",
             "csl.pipeline_run_id": pipeline_run, "csl.run.register": rec.run_id,
             **{f"csl.run.{stage}": run_id for stage, run_id in stage_runs.items()},
             **{f"csl.metrics.{k}": f"{v:.6f}" for k, v in metrics.items() if isinstance(v, (int, float))},
@@ -77,9 +84,36 @@ def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
         rec.tags({"csl.model_name": name})
         reg = model_registry.register(extractor, example, name, enc_path, tags, float(metrics["linear_top1"]))
         rec.tags({"csl.model_version": reg.version, "csl.champion_decision": reg.decision})
-    out = {"name": reg.name, "version": reg.version, "uri": reg.uri, "created": reg.created,
-           "champion": reg.champion, "decision": reg.decision}
-    atomic_write_json(layout.project / "runs" / variant / "register" / "registration.json", out)
+    out = {"name": reg.name, "version": reg.version, "uri": reg.uri, "run_id": reg.run_id,
+           "encoder_sha256": reg.encoder_sha256, "store": tracking.tracking_uri(project), "champion": reg.champion,
+           "decision": reg.decision}
+    atomic_write_json(layout.register_dir(variant) / "registration.json", out)
     verb = "registered" if reg.created else "unchanged:"
     print(f"{verb} {reg.uri}{' (champion)' if reg.champion else ''}: {reg.decision}")
     return out
+
+
+def check_registrations(params: Params, project: Path) -> list[str]:
+    """Remove each variant's ``registration.json`` that does not hold in the store configured now
+    (the version is absent, holds another encoder, or came from another run), so that DVC
+    registers that variant again. Returns one line per record removed."""
+    from csl import tracking
+    from csl.tracking import model_registry
+
+    layout = Layout(project, params)
+    records = [(v, layout.register_dir(v) / "registration.json") for v in params.variants]
+    records = [(v, f) for v, f in records if f.is_file()]
+    if not records:
+        return []
+    tracking.use_store(project)
+    stale = []
+    for variant, f in records:
+        try:
+            record = json.loads(f.read_text())
+            why = model_registry.verify(record, layout.pretrain_dir(variant) / "encoder.pt")
+        except (ValueError, OSError) as e:
+            why = f"{f} is unreadable ({e})"
+        if why is not None:
+            f.unlink()
+            stale.append(f"register@{variant}: {why} ({tracking.tracking_uri(project)}); registering it again")
+    return stale

@@ -21,8 +21,9 @@ from ruamel.yaml import YAML
 
 from csl.errors import CslError
 from csl.io import atomic_write_text
-from csl.params import load_params
-from csl.stages.layout import REPORTS
+from csl.params import Params, load_params
+from csl.stages.layout import REPORTS, Layout
+from csl.stages.register import check_registrations
 
 
 def dvc_command() -> list[str]:
@@ -60,7 +61,9 @@ def pipeline_status(project: Path) -> dict[str, Any]:
     return json.loads(text) if text.startswith("{") else {"unparsed": text}
 
 
-def headline(project: Path) -> str:
+def headline(project: Path, params: Params) -> str:
+    """The metrics of the last report, and each variant's registration as the store configured now
+    holds it (never a file's word for it)."""
     from csl import tracking
 
     summary = project / REPORTS / "summary.json"
@@ -72,15 +75,40 @@ def headline(project: Path) -> str:
             lines.append(f"{r['variant']:<24}{r['linear_top1']:>9.2%}{r.get('random_linear_top1', float('nan')):>10.2%}"
                          f"{r['knn_top1']:>9.2%}{r.get('random_knn_top1', float('nan')):>10.2%}"
                          f"{r.get('images_per_s') or 0:>9.0f}")
-    for reg_file in sorted(project.glob("runs/*/register/registration.json")):
-        reg = json.loads(reg_file.read_text())
-        lines.append(f"registered:   {reg['uri']}{'  (champion)' if reg['champion'] else ''}")
     uri = tracking.tracking_uri(project)
+    lines.extend(registrations(project, params))
     lines.append(f"report:       {project / REPORTS / 'report.html'} (Markdown: report.md)")
     lines.append(f"MLflow store: {uri}")
     if uri.startswith("sqlite:"):
         lines.append(f"browse it:    mlflow ui --backend-store-uri {uri}")
     return "\n".join(lines)
+
+
+def registrations(project: Path, params: Params) -> list[str]:
+    """One line per variant: the model version of its current encoder in the store, read from the
+    registry (with the champion alias), or that the store does not hold it."""
+    from csl import data as csl_data
+    from csl import tracking
+    from csl.tracking import model_registry
+
+    layout = Layout(project, params)
+    if not (layout.prepared / "meta.json").is_file():
+        return []
+    dataset = csl_data.read_meta(layout.prepared)["name"]
+    tracking.use_store(project)
+    lines = []
+    for v in params.variants:
+        enc = layout.pretrain_dir(v) / "encoder.pt"
+        if not enc.is_file():
+            continue
+        name = model_registry.model_name(dataset, v)
+        mv = model_registry.find_encoder(name, enc)
+        if mv is None:
+            lines.append(f"registered:   none for {v} in this store (its encoder is not in {name})")
+            continue
+        champ = "champion" in (model_registry.resolve(f"{name}/{mv.version}").aliases or [])
+        lines.append(f"registered:   models:/{name}/{mv.version}{'  (champion)' if champ else ''}")
+    return lines
 
 
 def run(project: Path, params_path: Path, overrides: list[str], force: bool = False) -> bool:
@@ -91,10 +119,14 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
     if overrides:
         write_overrides(params_path, overrides)
     dvc = dvc_command()
+    tracking.open_experiment(project, params.tracking.experiment)  # ends the runs of killed invocations
+    for line in check_registrations(params, project):  # the store is external state: DVC cannot see it
+        print(line, flush=True)
     status = pipeline_status(project)
     if not status and not force:
-        print("pipeline is up to date: nothing to run (dvc status reports no changes)")
-        print(headline(project))
+        print("pipeline is up to date: nothing to run (dvc status reports no changes; every variant is "
+              "registered in this store)")
+        print(headline(project, params))
         return False
     stale = ", ".join(sorted(status)) if status else "forced"
     with tracking.pipeline_run(project, params.tracking.experiment, "pipeline",
@@ -113,7 +145,7 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
             for r in json.loads(summary.read_text()):
                 parent.metrics({f"{r['variant']}.{k}": r[k] for k in
                                 ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1") if k in r})
-    print(headline(project))
+    print(headline(project, params))
     missed = tracking.pending(project)
     if missed:
         raise CslError(f"{len(missed)} stage run(s) did not reach the MLflow server ({tracking.tracking_uri(project)}); "

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from csl.errors import TrackingError
-from csl.tracking import Recorder, connect
+from csl.tracking.recorder import Recorder
+from csl.tracking.store import connect
 
 PENDING = Path(".csl") / "pending-tracking"
 

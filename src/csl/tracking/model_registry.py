@@ -45,6 +45,8 @@ class Registration:
     created: bool  # False: this encoder was registered before (idempotent)
     champion: bool
     decision: str
+    run_id: str = ""  # the run that logged the model version
+    encoder_sha256: str = ""
 
     @property
     def uri(self) -> str:
@@ -104,7 +106,8 @@ def register(extractor: Any, example: Any, name: str, encoder_file: Path, tags: 
             champ = _champion(client, name)
             is_champ = champ is not None and str(champ.version) == str(same.version)
             return Registration(name, str(same.version), False, is_champ,
-                                f"already registered as v{same.version} (same encoder); nothing changed")
+                                f"already registered as v{same.version} (same encoder); nothing changed",
+                                str(same.run_id or ""), sha)
         with torch.no_grad():
             out = extractor(torch.as_tensor(example)).numpy()
         signature = infer_signature(np.asarray(example), out)
@@ -112,6 +115,7 @@ def register(extractor: Any, example: Any, name: str, encoder_file: Path, tags: 
                                         serialization_format="pickle", registered_model_name=name,
                                         pip_requirements=["torch", "csl"])
         version = str(info.registered_model_version)
+        run_id = str(client.get_model_version(name, version).run_id or "")
         all_tags = {**tags, "csl.encoder_sha256": sha, "csl.metrics.linear_top1": f"{linear_top1:.6f}"}
         for k, v in all_tags.items():
             client.set_model_version_tag(name, version, k, v)
@@ -120,11 +124,45 @@ def register(extractor: Any, example: Any, name: str, encoder_file: Path, tags: 
             client.set_registered_model_alias(name, CHAMPION, version)
         client.set_model_version_tag(name, version, "csl.champion_decision", ("promoted: " if promote else "kept: ")
                                      + why)
-        return Registration(name, version, True, promote, why)
+        return Registration(name, version, True, promote, why, run_id, sha)
     except CslError:
         raise
     except Exception as e:  # MlflowException, OperationalError, ...
         raise TrackingError(f"cannot register {name} in the MLflow registry: {e}") from None
+
+
+def find_encoder(name: str, encoder_file: Path) -> Any | None:
+    """The version of ``name`` that holds ``encoder_file`` (same sha256) in the current store, or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        if not client.search_registered_models(f"name = '{name}'"):
+            return None
+        return _find_same(client, name, file_sha256(encoder_file))
+    except MlflowException as e:
+        raise TrackingError(f"cannot read the MLflow registry: {e.message}") from None
+
+
+def verify(record: dict[str, Any], encoder_file: Path) -> str | None:
+    """Why the registration ``record`` (a ``registration.json``) does not hold in the current store,
+    or None when it does: the version must exist, hold this encoder (sha256) and come from the
+    recorded run."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        mv = client.get_model_version(record["name"], str(record["version"]))
+    except MlflowException:
+        return f"{record.get('uri')} is not in this store"
+    except KeyError as e:
+        return f"the record lacks {e}"
+    sha = file_sha256(encoder_file) if encoder_file.is_file() else None
+    if mv.tags.get("csl.encoder_sha256") != record.get("encoder_sha256") or (sha and sha != record.get("encoder_sha256")):
+        return f"{record.get('uri')} holds another encoder than {encoder_file}"
+    if record.get("run_id") and str(mv.run_id) != record["run_id"]:
+        return f"{record.get('uri')} was logged by run {mv.run_id}, not by the recorded run {record['run_id']}"
+    return None
 
 
 def resolve(uri_or_name: str) -> Any:
@@ -200,8 +238,9 @@ def lineage(ref: str) -> dict[str, Any]:
                     "dvc_md5": t.get("csl.data.dvc_md5"), "content_hash": t.get("csl.data.content_hash"),
                     "remote": t.get("csl.data.remote"), "repo": t.get("csl.data.repo"),
                     "rev": t.get("csl.data.rev")},
-        "code": {"git_commit": t.get("csl.git_commit"), "git_dirty": t.get("csl.git_dirty")},
-        "params": {"hash": t.get("csl.params_hash")},
+        "code": {"git_commit": t.get("csl.git_commit"), "git_dirty": t.get("csl.git_dirty"),
+                 "fingerprint": t.get("csl.code_fingerprint")},
+        "params": {"hash": t.get("csl.params_hash"), "variant": t.get("csl.variant")},
         "pipeline_run": t.get("csl.pipeline_run_id") or None,
         "stage_runs": {},
         "metrics": {k.removeprefix("csl.metrics."): float(v) for k, v in t.items() if k.startswith("csl.metrics.")},

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from csl.tracking import PARENT_ENV, connect
+from csl.tracking.store import PARENT_ENV, connect
 
 PIPELINE_RUN_ENV = ("CSL_PIPELINE_RUN_ID", "KFP_RUN_ID")
 

@@ -2,8 +2,9 @@
 
 (No ``from __future__ import annotations`` here: KFP reads the annotations as types.)
 
-Each step assembles a project directory from its inputs (``csl.stages.workspace``), runs the
-stage, and exports the stage's outputs as artifacts. MLflow settings come from the pod's
+Each step makes a project directory (``csl.stages.workspace.step``: params.yaml, validated), puts
+its input artifacts at their :class:`~csl.stages.layout.Layout` paths, calls the stage's entry
+point (the function ``csl <stage>`` calls for DVC), and exports the stage's outputs as artifacts. MLflow settings come from the pod's
 environment (``MLFLOW_TRACKING_URI``, set from a ConfigMap on the cluster) or the
 ``tracking_uri`` parameter; ``pipeline_run_id`` is written on every stage run and registered
 model so that lineage reaches the pipeline run.
@@ -25,26 +26,29 @@ def prepare(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data_repo
     remote and verified (``csl fetch-data``); unversioned data is refused unless
     ``allow_unversioned`` (then ``csl prepare`` from params' data.source). Returns the DVC md5.
     Also opens the MLflow parent run of this pipeline run."""
-    import json
-    from pathlib import Path
+    from dataclasses import asdict
 
-    from csl.stages.workspace import assemble, export, run_stage
+    from csl.data import read_meta
+    from csl.stages import prepare as stage
+    from csl.stages.layout import PREPARED
+    from csl.stages.workspace import export, step
+    from csl.tracking.dvc_data import read_origin
 
-    ws = assemble(params_yaml, {}, tracking_uri, pipeline_run_id)
+    s = step(params_yaml, tracking_uri, pipeline_run_id)
     if data_repo:
-        run_stage(ws, "fetch-data", "--repo", data_repo, "--rev", data_rev or "HEAD")
+        stage.fetch_main(s.params, s.project, data_repo, data_rev or "HEAD", PREPARED)
     elif allow_unversioned:
-        run_stage(ws, "prepare")
+        stage.main(s.params, s.project)
     else:
         raise ValueError("no data_repo given: the pipeline refuses unversioned data. Pass data_repo (the git "
                          "repository whose dvc.lock versions data/prepared, pushed to its DVC remote) and "
                          "data_rev, or allow_unversioned=True for a trial run")
-    export(ws / "data", data.path)
-    meta = json.loads((Path(data.path) / "prepared" / "meta.json").read_text())
-    origin_file = Path(data.path) / "prepared.origin.json"
-    origin = json.loads(origin_file.read_text()) if origin_file.is_file() else {}
-    data.metadata.update({"name": meta["name"], "content_hash": meta["content_hash"], **origin})
-    return str(origin.get("md5") or "untracked")
+    export(s.layout.data_dir, data.path)
+    meta = read_meta(s.layout.prepared)
+    origin = read_origin(s.layout.prepared)
+    data.metadata.update({"name": meta["name"], "content_hash": meta["content_hash"],
+                          **(asdict(origin) if origin else {})})
+    return origin.md5 if origin else "untracked"
 
 
 @dsl.component(base_image=IMAGE)
@@ -55,18 +59,19 @@ def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
     """Pretrain one variant -> ``runs/V/pretrain`` as a Model artifact. ``launcher``: ``local``
     (``csl pretrain`` in this step) or ``pytorchjob`` (a PyTorchJob of ``job_nodes`` pods with
     ``job_gpus_per_node`` GPUs each, followed to the end; the step fails with the job's reason)."""
-    from pathlib import Path
+    from csl.stages import pretrain as stage
+    from csl.stages.workspace import export, step, step_namespace
 
-    from csl.stages.workspace import assemble, export, run_stage, step_namespace
-
-    ws = assemble(params_yaml, {"data": data.path}, tracking_uri, pipeline_run_id)
-    out = ws / "runs" / variant / "pretrain"
+    s = step(params_yaml, tracking_uri, pipeline_run_id)
+    s.params.method(variant)
+    s.put(s.layout.data_dir, data.path)
+    out = s.layout.pretrain_dir(variant)
     if launcher == "local":
-        run_stage(ws, "pretrain", "--variant", variant)
+        stage.main(s.params, s.project, variant)
     elif launcher == "pytorchjob":
         from csl.k8s.launch import pretrain_job
 
-        pretrain_job(params_yaml, variant, data_repo, data_rev, pipeline_run_id, Path(out), image=job_image,
+        pretrain_job(params_yaml, variant, data_repo, data_rev, pipeline_run_id, out, image=job_image,
                      nodes=job_nodes, nproc_per_node=max(1, job_gpus_per_node), gpus_per_node=job_gpus_per_node,
                      namespace=job_namespace or step_namespace(), node_selector=node_selector,
                      tolerations=[t["key"] for t in tolerations if t.get("key")])
@@ -80,19 +85,20 @@ def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
 def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
                 encoder: Input[Model], metrics: Output[Metrics], run: Output[Artifact]) -> float:
     """``csl linear-eval --variant V`` -> metrics, and ``runs/V`` (pretrain + eval) as one artifact."""
-    import json
     from pathlib import Path
 
-    from csl.stages.workspace import assemble, export, run_stage
+    from csl.stages import linear_eval as stage
+    from csl.stages.workspace import export, step
 
-    ws = assemble(params_yaml, {"data": data.path, f"runs/{variant}/pretrain": encoder.path}, tracking_uri,
-                  pipeline_run_id)
-    run_stage(ws, "linear-eval", "--variant", variant)
-    values = json.loads((ws / "runs" / variant / "eval" / "metrics.json").read_text())
+    s = step(params_yaml, tracking_uri, pipeline_run_id)
+    s.params.method(variant)
+    s.put(s.layout.data_dir, data.path)
+    s.put(s.layout.pretrain_dir(variant), encoder.path)
+    values = stage.main(s.params, s.project, variant)
     for k, v in values.items():
         if isinstance(v, (int, float)):
             metrics.log_metric(k, float(v))
-    export(ws / "runs" / variant, run.path)
+    export(s.layout.variant_dir(variant), run.path)
     run.metadata["variant"] = variant
     Path(run.path, "variant.txt").write_text(variant)
     return float(values["linear_top1"])
@@ -102,14 +108,14 @@ def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_
 def register(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
              run: Input[Artifact]) -> str:
     """``csl register --variant V``: the MLflow registry (champion rule, lineage); returns the model URI."""
-    import json
+    from csl.stages import register as stage
+    from csl.stages.workspace import step
 
-    from csl.stages.workspace import assemble, run_stage
-
-    ws = assemble(params_yaml, {"data": data.path, f"runs/{variant}": run.path}, tracking_uri,
-                  pipeline_run_id)
-    run_stage(ws, "register", "--variant", variant)
-    return str(json.loads((ws / "runs" / variant / "register" / "registration.json").read_text())["uri"])
+    s = step(params_yaml, tracking_uri, pipeline_run_id)
+    s.params.method(variant)
+    s.put(s.layout.data_dir, data.path)
+    s.put(s.layout.variant_dir(variant), run.path)
+    return str(stage.main(s.params, s.project, variant)["uri"])
 
 
 @dsl.component(base_image=IMAGE)
@@ -119,26 +125,27 @@ def report(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data: Inpu
     directory (HTML, Markdown, PNGs); also logged to this pipeline run's MLflow parent run."""
     from pathlib import Path
 
-    from csl.stages.workspace import assemble, export, run_stage
+    from csl.stages import report as stage
+    from csl.stages.workspace import export, step
 
     print("registered in this run:", ", ".join(registered))
-    import json
-
     ran = [Path(r.path, "variant.txt").read_text() for r in runs]
-    inputs = {"data": data.path, **{f"runs/{v}": r.path for v, r in zip(ran, runs)}}
-    ws = assemble(params_yaml, inputs, tracking_uri, pipeline_run_id)
-    run_stage(ws, "report", f"variants={json.dumps(ran)}")  # the variants this run trained
-    export(ws / "reports", report.path)
+    s = step(params_yaml, tracking_uri, pipeline_run_id, variants=ran)  # the variants this run trained
+    s.put(s.layout.data_dir, data.path)
+    for v, r in zip(ran, runs):
+        s.put(s.layout.variant_dir(v), r.path)
+    stage.main(s.params, s.project)
+    export(s.layout.reports, report.path)
 
 
 @dsl.component(base_image=IMAGE)
 def cleanup(params_yaml: str, tracking_uri: str, pipeline_run_id: str, launcher: str, job_namespace: str) -> None:
     """The exit handler (runs however the pipeline ended): delete this run's PyTorchJobs that did
     not succeed, and mark the MLflow parent run FAILED if the report did not finish it."""
-    from csl.stages.workspace import assemble, close_parent, step_namespace
+    from csl.stages.workspace import close_parent, step, step_namespace
 
     if launcher == "pytorchjob":
         from csl.k8s.launch import cleanup as delete_failed_jobs
 
         delete_failed_jobs(pipeline_run_id, job_namespace or step_namespace())
-    close_parent(assemble(params_yaml, {}, tracking_uri, pipeline_run_id), "FAILED")
+    close_parent(step(params_yaml, tracking_uri, pipeline_run_id), "FAILED")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+COMMANDS = ("pipeline",)
 
-def add_parser(sub: Any) -> None:
-    pl = sub.add_parser("pipeline", help="the Kubeflow pipeline (pipelines/csl_pipeline.py)")
+
+def add_parsers(sub: Any) -> None:
+    pl = sub.add_parser("pipeline", help="the Kubeflow pipeline (csl.kubeflow.pipeline; compiled: pipelines/csl_pipeline.yaml)")
     pls = pl.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
     plc = pls.add_parser("compile", help="compile the pipeline to KFP IR YAML")
     plc.add_argument("-o", "--output", default="pipelines/csl_pipeline.yaml")
@@ -59,10 +60,7 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
 
     from csl.errors import ConfigError
 
-    if not (project / "pipelines" / "csl_pipeline.py").is_file():
-        raise ConfigError(f"no pipelines/csl_pipeline.py in {project}; run from the csl repository (or --project)")
-    sys.path.insert(0, str(project))
-    from pipelines.csl_pipeline import compile_to
+    from csl.kubeflow.pipeline import compile_to
 
     if args.pipeline_command == "compile":
         out = Path(args.output) if Path(args.output).is_absolute() else project / args.output

@@ -1,4 +1,5 @@
-"""The csl pipeline for Kubeflow Pipelines: wiring only (the steps are components/).
+"""The csl pipeline for Kubeflow Pipelines: wiring only (the steps are :mod:`csl.kubeflow.components`;
+compiled by ``csl pipeline compile`` to the golden file ``pipelines/csl_pipeline.yaml``).
 
 prepare -> for each variant in parallel: pretrain -> linear-eval -> register -> report over all;
 an exit handler (cleanup) runs however the pipeline ends.
@@ -26,14 +27,11 @@ the service account ``csl-pipeline-runner`` (k8s/kfp: both, and the RBAC the lau
 """
 
 
-import sys
-from pathlib import Path
 from typing import List
 
 from kfp import dsl, kubernetes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from components.csl_components import (  # noqa: E402
+from csl.kubeflow.components import (
     IMAGE,
     cleanup,
     linear_eval,
@@ -93,7 +91,3 @@ def compile_to(path: str) -> None:
     from kfp import compiler
 
     compiler.Compiler().compile(csl_pipeline, package_path=path)
-
-
-if __name__ == "__main__":
-    compile_to(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).with_suffix(".yaml")))
