@@ -62,11 +62,17 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
     raw["methods"][variant].setdefault("train", {})["epochs"] = epochs
     raw["methods"][variant]["train"]["progress_bar"] = False
     params = parse_params(raw)
+    v = params.variant(variant)
     start = time.perf_counter()
-    fit = pretrain(params, variant, work)
-    metrics = linear_eval(params, variant, work)
-    cfg = params.method(variant)
-    parts = cfg.as_dict()
+    fit = pretrain(params, v, work)
+    metrics = linear_eval(params, v, work)
+    parts = v.as_dict()
+    from csl import data as csl_data
+    from csl.stages.layout import Layout
+    from csl.train.build import build_method
+
+    # a method that sees labels is the table's supervised reference, not a self-supervised row
+    supervised = build_method(v.config, csl_data.read_meta(Layout(work, params).prepared)).needs.labels
     if raw_dir is not None:  # the run's raw output, committed beside the table
         raw_dir.mkdir(parents=True, exist_ok=True)
         (raw_dir / f"{variant}.json").write_text(json.dumps(
@@ -74,10 +80,11 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
              "summary": fit.summary, "eval": metrics}, indent=1, default=str) + "\n")
     return {
         "variant": variant,
-        "method": cfg.method,
+        "method": v.method,
+        "supervised": supervised,
         "parts": " | ".join(parts[k]["name"] for k in ("augment", "encoder", "extract", "similarity", "loss")),
         "epochs": epochs,
-        "batch_size": cfg.train.batch_size,
+        "batch_size": v.config.train.batch_size,
         "linear_top1": metrics["linear_top1"],
         "knn_top1": metrics["knn_top1"],
         "random_linear_top1": metrics["random_linear_top1"],
@@ -114,7 +121,7 @@ def render(rows: list[dict[str, Any]], dataset: str) -> str:
     for r in rows:
         beats = r["linear_top1"] > r["random_linear_top1"] and r["knn_top1"] > r["random_knn_top1"]
         lines.append(
-            f"| {r['variant']} | {r['method']}: {r['parts'].replace('|', chr(92) + '|')} | {r['epochs']} | {100 * r['linear_top1']:.2f}% "
+            f"| {r['variant']}{' (supervised reference: sees labels)' if r.get('supervised') else ''} | {r['method']}: {r['parts'].replace('|', chr(92) + '|')} | {r['epochs']} | {100 * r['linear_top1']:.2f}% "
             f"| {100 * r['knn_top1']:.2f}% | {100 * r['random_linear_top1']:.2f}% | {100 * r['random_knn_top1']:.2f}% "
             f"| {'yes' if beats else '**no**'} (+{100 * (r['linear_top1'] - r['random_linear_top1']):.1f} / "
             f"+{100 * (r['knn_top1'] - r['random_knn_top1']):.1f}) | {r['images_per_s']:.0f} "

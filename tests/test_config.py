@@ -20,13 +20,13 @@ def raw() -> dict:
 def test_repository_params_yaml_is_valid() -> None:
     p = load_params(REPO / "params.yaml")
     assert p.variants and all(v in p.methods for v in p.variants)
-    cfg = p.method(p.variants[0])
+    cfg = p.selected[0].config
     assert cfg.method == "simclr" and cfg.parts["loss"].name == "nt_xent"
 
 
 def test_cifar_preset_is_valid() -> None:
     p = load_params(REPO / "configs" / "cifar10-simclr-resnet18.yaml")
-    cfg = p.method(p.variants[0])
+    cfg = p.selected[0].config
     assert cfg.parts["encoder"].config.depth == 18 and cfg.parts["encoder"].config.cifar_stem
 
 
@@ -70,19 +70,19 @@ def test_wrong_types_name_the_key(path: tuple[str, str], value: object, message:
 def test_int_is_accepted_for_float() -> None:
     r = raw()
     r["methods"]["simclr-tiny"]["loss"]["temperature"] = 1
-    assert parse_params(r).method("simclr-tiny").parts["loss"].config.temperature == 1.0
+    assert parse_params(r).variant("simclr-tiny").config.parts["loss"].config.temperature == 1.0
 
 
 def test_unknown_method_lists_valid_names() -> None:
     r = raw()
     r["methods"]["simclr-tiny"]["method"] = "simclrr"
-    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, cpc, dim, dino, moco_v2, moco_v3, simclr, simsiam, swav"):
+    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, cpc, dim, dino, moco_v2, moco_v3, simclr, simsiam, supcon, swav"):
         parse_params(r)
 
 
 @pytest.mark.parametrize("part,kind,valid", [
     ("encoder", "encoder", "amdim, patch_grid, resnet, small_cnn"),
-    ("loss", "loss", "amdim_nce, barlow_twins, byol, cpc_infonce, dino, info_nce, negative_cosine, nt_xent, swav"),
+    ("loss", "loss", "amdim_nce, barlow_twins, byol, cpc_infonce, dcl, dino, hcl, info_nce, negative_cosine, nt_xent, supcon, swav"),
     ("augment", "augmentation", "amdim, byol, cpc, dino, moco_v2, simclr, swav, views"),
     ("extract", "extractor", "dino_head, identity, mlp_projection"),
     ("similarity", "similarity", "cosine, dot"),
@@ -117,7 +117,7 @@ def test_overrides(tmp_path: Path) -> None:
     f = tmp_path / "params.yaml"
     f.write_text(yaml.safe_dump(raw()))
     p = load_params(f, ["methods.simclr-tiny.train.epochs=7", "methods.simclr-tiny.loss.temperature=0.2"])
-    cfg = p.method("simclr-tiny")
+    cfg = p.variant("simclr-tiny").config
     assert cfg.train.epochs == 7 and cfg.parts["loss"].config.temperature == 0.2
     with pytest.raises(ConfigError, match="unknown key 'methods.simclr-tiny.trian'"):
         load_params(f, ["methods.simclr-tiny.trian.epochs=7"])

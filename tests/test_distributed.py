@@ -15,12 +15,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from csl.methods.base import Method
 from csl.distributed import all_reduce_sum, gather
 from csl.encoders.global_bn import GlobalBatchNorm, convert_to_global_bn
 from csl.methods.config import parse_method
 from csl.train.build import build_method
 from conftest import tiny_method
-from test_methods import META, VARIANTS
+from test_methods import META, VARIANTS, batch_for
 
 FIXED = {"crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0], "flip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0}
 #: deterministic views, so that one and two processes see the same inputs
@@ -29,8 +30,11 @@ AUGMENT = {
     "multicrop": {"name": "views", "groups": [{"count": 2, **FIXED}, {"count": 2, "size": 8, **FIXED}]},
     "one": {"name": "views", "groups": [{"count": 1, **FIXED}]},
 }
-CASES = {
+CASES = {  # a case per method (its name), and per loss a method can swap in ("method+loss")
     "simclr": ("two", {}),
+    "simclr+dcl": ("two", {"loss": {"name": "dcl", "temperature": 0.5, "tau_plus": 0.1}}),
+    "simclr+hcl": ("two", {"loss": {"name": "hcl", "temperature": 0.5, "tau_plus": 0.1, "beta": 1.0}}),
+    "supcon": ("two", {}),
     "byol": ("two", {}),
     "simsiam": ("two", {}),
     "barlow_twins": ("two", {}),
@@ -44,17 +48,19 @@ CASES = {
 BATCH = 8  # per rank; the single process takes 2 x BATCH
 
 
-def build(name: str) -> torch.nn.Module:
+def build(name: str) -> Method:
     aug, extra = CASES[name]
-    raw = {**tiny_method(), **VARIANTS[name], **extra, "augment": AUGMENT[aug]}
+    raw = {**tiny_method(), **VARIANTS[name.split("+")[0]], **extra, "augment": AUGMENT[aug]}
     torch.manual_seed(0)
     method = build_method(parse_method(raw, f"methods.{name}"), META)
-    return convert_to_global_bn(method)
+    convert_to_global_bn(method)
+    return method
 
 
-def loss_and_grads(method: torch.nn.Module, images: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
+def loss_and_grads(method: Method, images: torch.Tensor,
+                   labels: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
     method.zero_grad()
-    loss = method.training_loss(images, torch.Generator().manual_seed(1))["loss"]
+    loss = method.training_loss(batch_for(method, images, labels), torch.Generator().manual_seed(1))["loss"]
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in method.named_parameters() if p.grad is not None}
     return float(loss), grads
@@ -64,6 +70,11 @@ def images() -> torch.Tensor:
     return torch.randint(0, 256, (2 * BATCH, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
 
 
+def labels() -> torch.Tensor:
+    """Three classes over the global batch, so that positives of a class sit on both ranks."""
+    return torch.arange(2 * BATCH) % 3
+
+
 def _worker(rank: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
@@ -71,8 +82,8 @@ def _worker(rank: int, port: int, out: str) -> None:
         results = {}
         for name in CASES:
             method = build(name)
-            local = images()[rank * BATCH:(rank + 1) * BATCH]
-            loss, grads = loss_and_grads(method, local)
+            rows = slice(rank * BATCH, (rank + 1) * BATCH)
+            loss, grads = loss_and_grads(method, images()[rows], labels()[rows])
             for g in grads.values():  # DDP's gradient average
                 dist.all_reduce(g)
                 g /= 2
@@ -102,7 +113,7 @@ def two_process_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_two_processes_equal_one_process(name: str, two_process_results: dict) -> None:
     method = build(name)
-    loss, grads = loss_and_grads(method, images())
+    loss, grads = loss_and_grads(method, images(), labels())
     got = two_process_results[name]
     assert got["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5)
     assert set(got["grads"]) == set(grads)
@@ -116,7 +127,7 @@ def test_two_processes_equal_one_process(name: str, two_process_results: dict) -
 def test_every_method_has_a_distributed_case() -> None:
     from csl.methods import METHODS
 
-    assert set(CASES) == set(METHODS)
+    assert {c.split("+")[0] for c in CASES} == set(METHODS)
 
 
 def test_collectives_are_the_identity_on_one_process() -> None:

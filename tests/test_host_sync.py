@@ -26,7 +26,7 @@ from csl.train.build import build_method
 from csl.train.fit import fit
 from csl.train.optim import build_optimizer
 from conftest import tiny_method
-from test_methods import META, VARIANTS, config
+from test_methods import META, VARIANTS, batch_for, config
 
 aten = torch.ops.aten
 SYNCING = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
@@ -75,16 +75,13 @@ def test_a_training_step_of_every_method_reads_nothing_back(name: str) -> None:
     with SyncDetector() as d:
         for step in range(3):  # queues fill, EMA targets move, prototypes unfreeze
             d.step = step
-            if (before := getattr(method, "before_step", None)) is not None:
-                before(step, 10, 5)
-            loss = method.training_loss(images, gen)["loss"]
+            method.before_step(step, 10, 5)
+            loss = method.training_loss(batch_for(method, images), gen)["loss"]
             loss.backward()
-            if (after_backward := getattr(method, "after_backward", None)) is not None:
-                after_backward()
+            method.after_backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            if (after := getattr(method, "after_step", None)) is not None:
-                after(step, 10)
+            method.after_step(step, 10)
     # SwAV reads its restored queue counter once, at the first step that uses the queue
     allowed = {(0, "aten._local_scalar_dense.default")} if name == "swav" else set()
     assert {(s, op) for s, op, _ in d.hits} <= allowed, d.hits

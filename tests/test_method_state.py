@@ -10,6 +10,7 @@ import lightning as L
 import pytest
 import torch
 
+from csl.methods.base import Batch
 from csl.errors import ConfigError
 from csl.methods.config import parse_method
 from csl.methods.views import embed_views
@@ -77,7 +78,7 @@ def test_moco_step_uses_the_old_queue_then_enqueues_its_keys() -> None:
     method = build_method(cfg_for("moco_v2"), META)
     before = method.queue.clone()
     images = torch.randint(0, 256, (16, 1, 16, 16), dtype=torch.uint8)
-    method.training_loss(images, torch.Generator().manual_seed(0))
+    method.training_loss(Batch(images), torch.Generator().manual_seed(0))
     assert int(method.queue_ptr) == 16  # asymmetric v2: one key per image
     torch.testing.assert_close(method.queue[16:], before[16:])
     assert not torch.allclose(method.queue[:16], before[:16])
@@ -90,7 +91,7 @@ def test_swav_prototypes_frozen_in_the_first_epoch_then_trained() -> None:
     for step, frozen in ((0, True), (4, False)):  # 4 steps per epoch, freeze_prototypes_epochs = 1
         method.before_step(step, 40, 4)
         method.zero_grad()
-        method.training_loss(images, torch.Generator().manual_seed(step))["loss"].backward()
+        method.training_loss(Batch(images), torch.Generator().manual_seed(step))["loss"].backward()
         method.after_backward()
         assert (method.prototypes.weight.grad is None) == frozen
         assert method.encoder.features[0].weight.grad is not None
@@ -106,9 +107,9 @@ def test_swav_queue_joins_after_it_is_full() -> None:
     method.before_step(4, 40, 4)
     assert method.queue_on
     g = torch.Generator().manual_seed(0)
-    method.training_loss(images, g)
+    method.training_loss(Batch(images), g)
     assert int(method.queue_count) == 32
-    method.training_loss(images, g)
+    method.training_loss(Batch(images), g)
     assert int(method.queue_count) == 64 and method.queue.abs().sum(dim=2).gt(0).all()
 
 
@@ -118,7 +119,7 @@ def test_dino_centre_update_teacher_temperature_and_frozen_last_layer() -> None:
     c0 = method.center.clone()
     method.before_step(0, 40, 4)
     assert method.teacher_temperature == pytest.approx(0.04) and method.freeze_last
-    loss = method.training_loss(images, torch.Generator().manual_seed(7))["loss"]
+    loss = method.training_loss(Batch(images), torch.Generator().manual_seed(7))["loss"]
     with torch.no_grad():  # the same views again: the teacher's outputs on the global crops
         views = method.augment(images, torch.Generator().manual_seed(7))
         teacher = embed_views(views[:2], method.target_encoder, method.target_projector, False)

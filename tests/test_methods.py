@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from csl.methods.base import Batch, Method
 from csl.errors import ConfigError
 from csl.methods import METHODS
 from csl.methods.config import parse_method
@@ -43,8 +44,18 @@ VARIANTS = {
     "cpc": {"method": {"name": "cpc", "prediction_steps": 2}, "augment": "cpc",
             "encoder": {"name": "patch_grid", "patch": 8, "stride": 4, "backbone": {"name": "small_cnn", "widths": [8, 16]}},
             "extract": "identity", "similarity": "dot", "loss": "cpc_infonce"},
+    "supcon": {"method": "supcon", "loss": {"name": "supcon", "temperature": 0.1, "base_temperature": 0.1}},
 }
 META = {"shape": [1, 16, 16], "mean": [0.3], "std": [0.3]}
+
+
+def batch_for(method: Method, images: torch.Tensor, labels: torch.Tensor | None = None) -> Batch:
+    """The batch the data path gives ``method``: labels and indices only when it needs them (three
+    classes by default, so that every image has positives of its class)."""
+    n = images.shape[0]
+    if labels is None:
+        labels = torch.arange(n) % 3
+    return Batch(images, labels if method.needs.labels else None, torch.arange(n) if method.needs.indices else None)
 
 
 def config(name: str) -> dict:
@@ -55,12 +66,12 @@ def test_every_registered_method_has_a_smoke_test() -> None:
     assert set(VARIANTS) == set(METHODS)
 
 
-def one_step(method: nn.Module, lr: float = 0.05) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def one_step(method: Method, lr: float = 0.05) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     images = torch.randint(0, 256, (16, 1, 16, 16), dtype=torch.uint8)
     before = {k: v.detach().clone() for k, v in method.state_dict().items()}
     opt = build_optimizer(method, parse_method(tiny_method(), "m").optimizer, lr)
-    loss = method.training_loss(images, torch.Generator().manual_seed(0))["loss"]
+    loss = method.training_loss(batch_for(method, images), torch.Generator().manual_seed(0))["loss"]
     opt.zero_grad()
     loss.backward()
     return loss, before, opt  # type: ignore[return-value]
@@ -79,9 +90,8 @@ def test_one_training_step(name: str) -> None:
     grads = [p.grad for n, p in method.named_parameters() if not n.startswith("target_") and p.requires_grad]
     assert all(g is not None for g in grads)
     opt.step()
-    after_step = getattr(method, "after_step", None)
-    if callable(after_step):
-        assert after_step(0, 10)["momentum"] == pytest.approx(0.9)
+    if type(method).after_step is not Method.after_step:  # the EMA methods
+        assert method.after_step(0, 10)["momentum"] == pytest.approx(0.9)
     state = method.state_dict()
     changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], state[k])]
     assert any(k.startswith("encoder.") for k in changed)
@@ -140,7 +150,7 @@ def test_amdim_encoder_scales_and_the_papers_comparisons() -> None:
     assert {s: tuple(m.shape[2:]) for s, m in maps.items()} == {7: (7, 7), 5: (5, 5), 1: (1, 1)}
     assert method.encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 16)
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
-    loss = method.training_loss(images, torch.Generator().manual_seed(0))["loss"]
+    loss = method.training_loss(Batch(images), torch.Generator().manual_seed(0))["loss"]
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in method.heads.parameters())
 

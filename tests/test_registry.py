@@ -90,7 +90,8 @@ def test_register_load_and_lineage(project: Path) -> None:
     from csl.params import load_params
     from csl.stages.register import params_hash
 
-    assert chain["params"]["hash"] == params_hash(load_params(project / "params.yaml"), VARIANT)
+    p = load_params(project / "params.yaml")
+    assert chain["params"]["hash"] == params_hash(p, p.variant(VARIANT))
 
     # a second encoder (another seed): v2; the champion moves only if it is better on the same data
     csl(project, "pretrain", "--variant", VARIANT, f"methods.{VARIANT}.train.seed=1")

@@ -71,18 +71,19 @@ def _local_store(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_stages_write_exactly_their_declared_outputs(project: Path) -> None:
     params = load_params(project / "params.yaml")
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    v = params.variants[0]
+    variant = params.selected[0]
+    v = variant.name
 
     prepare.main(params, project)
     assert covered(files_under(project), declared("prepare", raw))
 
     before = files_under(project)
-    pretrain.main(params, project, v)
+    pretrain.main(params, project, variant)
     assert covered(files_under(project) - before, declared("pretrain", raw, v))
     assert (project / "checkpoints" / v).is_dir()  # state, kept apart from the outputs
 
     before = files_under(project)
-    linear_eval.main(params, project, v)
+    linear_eval.main(params, project, variant)
     assert covered(files_under(project) - before, declared("linear-eval", raw, v))
     metrics = json.loads((project / "runs" / v / "eval" / "metrics.json").read_text())
     assert set(metrics) == {"linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1"}
@@ -120,7 +121,7 @@ def test_stages_write_exactly_their_declared_outputs(project: Path) -> None:
 def test_saved_encoder_is_a_ready_feature_extractor(project: Path) -> None:
     params = load_params(project / "params.yaml")
     prepare.prepare(params, project)
-    pretrain.pretrain(params, params.variants[0], project)
+    pretrain.pretrain(params, params.selected[0], project)
     fx = load_feature_extractor(project / "runs" / params.variants[0] / "pretrain" / "encoder.pt")
     images = torch.as_tensor(np.load(project / "data/prepared/test_images.npy")[:5])
     emb = fx(images)
@@ -131,11 +132,11 @@ def test_saved_encoder_is_a_ready_feature_extractor(project: Path) -> None:
 def test_stage_errors_are_clear(project: Path) -> None:
     params = load_params(project / "params.yaml")
     with pytest.raises(CslError, match="no prepared dataset.*run 'csl prepare'"):
-        pretrain.pretrain(params, params.variants[0], project)
+        pretrain.pretrain(params, params.selected[0], project)
     prepare.prepare(params, project)
     with pytest.raises(CslError, match="no encoder at .*run 'csl pretrain'"):
-        linear_eval.linear_eval(params, params.variants[0], project)
+        linear_eval.linear_eval(params, params.selected[0], project)
     with pytest.raises(CslError, match="metrics.json is missing"):
         report.report(params, project)
     with pytest.raises(CslError, match="unknown variant 'nope'.*valid names: simclr-tiny"):
-        params.method("nope")
+        params.variant("nope")

@@ -257,9 +257,10 @@ def test_checkpoint_key_ignores_compile_but_not_the_method(tmp_path: Path) -> No
     from conftest import tiny_params
 
     def key(**train: object) -> Path:
-        params = tiny_params(tmp_path, {"v": tiny_method(**train)})
-        (tmp_path / "params.yaml").write_text(__import__("yaml").safe_dump(params))
-        return Layout(tmp_path, load_params(tmp_path / "params.yaml")).checkpoint_dir("v", "abc")
+        raw = tiny_params(tmp_path, {"v": tiny_method(**train)})
+        (tmp_path / "params.yaml").write_text(__import__("yaml").safe_dump(raw))
+        params = load_params(tmp_path / "params.yaml")
+        return Layout(tmp_path, params).checkpoint_dir(params.variant("v"), "abc")
 
     assert key(compile=True) == key(compile=False) == key()
     assert key(batch_size=32) != key()
@@ -276,6 +277,7 @@ def test_checkpoint_key_includes_the_training_code(tmp_path: Path) -> None:
     from conftest import tiny_params
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path, {"v": tiny_method()})))
-    layout = Layout(tmp_path, load_params(tmp_path / "params.yaml"))
-    assert layout.checkpoint_dir("v", "abc") == layout.checkpoint_dir("v", "abc", fingerprint())
-    assert layout.checkpoint_dir("v", "abc", "code-a") != layout.checkpoint_dir("v", "abc", "code-b")
+    params = load_params(tmp_path / "params.yaml")
+    layout, v = Layout(tmp_path, params), params.variant("v")
+    assert layout.checkpoint_dir(v, "abc") == layout.checkpoint_dir(v, "abc", fingerprint())
+    assert layout.checkpoint_dir(v, "abc", "code-a") != layout.checkpoint_dir(v, "abc", "code-b")

@@ -71,6 +71,29 @@ class _Plain:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One method variant, resolved once: its name (the key in ``methods``, the DVC matrix item, the
+    ``runs/<name>`` directory) and its parsed composition. The CLI, the Kubeflow components and the
+    benchmarks look the name up once (:meth:`Params.variant`) and pass this object to the stages and
+    the layout, which never look a name up again."""
+
+    name: str
+    config: MethodConfig
+
+    @property
+    def method(self) -> str:
+        """The method the variant composes (``simclr``, ``byol``...)."""
+        return self.config.method
+
+    @property
+    def encoder(self) -> str:
+        return self.config.parts["encoder"].name
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.config.as_dict()
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig
     variants: list[str]
@@ -80,12 +103,18 @@ class Params:
     raw: dict[str, Any]
     storage: StorageConfig = field(default_factory=StorageConfig)
 
-    def method(self, variant: str) -> MethodConfig:
-        if variant not in self.methods:
+    def variant(self, name: str) -> Variant:
+        """The variant ``name`` of ``methods``; an unknown name is an error that lists the defined ones."""
+        if name not in self.methods:
             from csl.errors import UnknownNameError
 
-            raise UnknownNameError("variant", variant, list(self.methods), "--variant")
-        return self.methods[variant]
+            raise UnknownNameError("variant", name, list(self.methods), "--variant")
+        return Variant(name, self.methods[name])
+
+    @property
+    def selected(self) -> list[Variant]:
+        """The variants the pipeline runs (``variants``), in order."""
+        return [Variant(v, self.methods[v]) for v in self.variants]
 
     def as_dict(self) -> dict[str, Any]:
         return {

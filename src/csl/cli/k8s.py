@@ -126,7 +126,7 @@ def _render(args: argparse.Namespace, params_path: Path) -> dict:
     from csl.k8s.validate import validate
     from csl.params import load_params
 
-    load_params(params_path).method(args.variant)  # the variant must exist here
+    load_params(params_path).variant(args.variant)  # the variant must exist here
     job = render(JobSpec(variant=args.variant, image=args.image, nodes=args.nodes,
                          nproc_per_node=args.nproc_per_node, gpus_per_node=args.gpus, cpu=args.cpu,
                          memory=args.memory, elastic=args.elastic, max_restarts=args.max_restarts, pvc=args.pvc,

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
     params = load_params(params_path)  # validated here, not in the first pod
     variants = args.variants or list(params.variants)
     for v in variants:
-        params.method(v)
+        params.variant(v)  # each must exist: the error lists the defined ones
     if not args.data_repo and not args.allow_unversioned:
         raise ConfigError("--data-repo is required: the pipeline runs on DVC-versioned data fetched by git revision "
                           "(or pass --allow-unversioned for a trial run)")

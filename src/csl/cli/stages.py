@@ -62,18 +62,15 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
     elif args.command == "pretrain":
         from csl.stages import pretrain
 
-        params.method(args.variant)  # the variant must exist: the error lists them
-        pretrain.main(params, project, args.variant)
+        pretrain.main(params, project, params.variant(args.variant))  # an unknown name: the error lists them
     elif args.command == "linear-eval":
         from csl.stages import linear_eval
 
-        params.method(args.variant)  # the variant must exist: the error lists them
-        linear_eval.main(params, project, args.variant)
+        linear_eval.main(params, project, params.variant(args.variant))  # an unknown name: the error lists them
     elif args.command == "register":
         from csl.stages import register
 
-        params.method(args.variant)  # the variant must exist: the error lists them
-        register.main(params, project, args.variant)
+        register.main(params, project, params.variant(args.variant))  # an unknown name: the error lists them
     elif args.command == "report":
         from csl.stages import report
 

@@ -63,11 +63,11 @@ def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
     from csl.stages.workspace import export, step, step_namespace
 
     s = step(params_yaml, tracking_uri, pipeline_run_id)
-    s.params.method(variant)
+    v = s.params.variant(variant)
     s.put(s.layout.data_dir, data.path)
-    out = s.layout.pretrain_dir(variant)
+    out = s.layout.pretrain_dir(v)
     if launcher == "local":
-        stage.main(s.params, s.project, variant)
+        stage.main(s.params, s.project, v)
     elif launcher == "pytorchjob":
         from csl.k8s.launch import pretrain_job
 
@@ -91,14 +91,14 @@ def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_
     from csl.stages.workspace import export, step
 
     s = step(params_yaml, tracking_uri, pipeline_run_id)
-    s.params.method(variant)
+    v = s.params.variant(variant)
     s.put(s.layout.data_dir, data.path)
-    s.put(s.layout.pretrain_dir(variant), encoder.path)
-    values = stage.main(s.params, s.project, variant)
-    for k, v in values.items():
-        if isinstance(v, (int, float)):
-            metrics.log_metric(k, float(v))
-    export(s.layout.variant_dir(variant), run.path)
+    s.put(s.layout.pretrain_dir(v), encoder.path)
+    values = stage.main(s.params, s.project, v)
+    for k, x in values.items():
+        if isinstance(x, (int, float)):
+            metrics.log_metric(k, float(x))
+    export(s.layout.variant_dir(v), run.path)
     run.metadata["variant"] = variant
     Path(run.path, "variant.txt").write_text(variant)
     return float(values["linear_top1"])
@@ -112,10 +112,10 @@ def register(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
     from csl.stages.workspace import step
 
     s = step(params_yaml, tracking_uri, pipeline_run_id)
-    s.params.method(variant)
+    v = s.params.variant(variant)
     s.put(s.layout.data_dir, data.path)
-    s.put(s.layout.variant_dir(variant), run.path)
-    return str(stage.main(s.params, s.project, variant)["uri"])
+    s.put(s.layout.variant_dir(v), run.path)
+    return str(stage.main(s.params, s.project, v)["uri"])
 
 
 @dsl.component(base_image=IMAGE)
@@ -132,7 +132,7 @@ def report(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data: Inpu
     ran = [Path(r.path, "variant.txt").read_text() for r in runs]
     s = step(params_yaml, tracking_uri, pipeline_run_id, variants=ran)  # the variants this run trained
     s.put(s.layout.data_dir, data.path)
-    for v, r in zip(ran, runs):
+    for v, r in zip(s.params.selected, runs):
         s.put(s.layout.variant_dir(v), r.path)
     stage.main(s.params, s.project)
     export(s.layout.reports, report.path)

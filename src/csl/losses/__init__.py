@@ -10,7 +10,8 @@ a builder that returns a callable; its ``kind`` says which call a method makes:
 * ``clustering``: ``(scores per view, assign views, queued scores)`` (SwAV);
 * ``distillation``: ``(student views, teacher views, centre, teacher temperature)`` (DINO);
 * ``feature_map``: ``(source (N, D), target (N, D, L))`` (AMDIM, YADIM);
-* ``predictive_coding``: ``(predictions per step, patch grid)`` (CPC).
+* ``predictive_coding``: ``(predictions per step, patch grid)`` (CPC);
+* ``supervised``: ``(views, labels, similarity)`` (SupCon).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import torch
 from csl.losses.amdim import amdim_nce
 from csl.losses.barlow_twins import barlow_twins
 from csl.losses.cpc import cpc_infonce
+from csl.losses.debiased import hard_negative_nt_xent
 from csl.losses.dino import dino_loss
 from csl.losses.info_nce import info_nce
 from csl.losses.negative_cosine import byol_loss, negative_cosine
 from csl.losses.nt_xent import nt_xent
+from csl.losses.supcon import supcon
 from csl.losses.swav import sinkhorn, swav_loss
 from csl.registry import Entry
 
@@ -47,6 +50,59 @@ class NTXentConfig:
 def _build_nt_xent(cfg: NTXentConfig) -> Callable[..., torch.Tensor]:
     def loss(z_a: torch.Tensor, z_b: torch.Tensor, similarity: Any) -> torch.Tensor:
         return nt_xent(z_a, z_b, cfg.temperature, similarity)
+
+    return loss
+
+
+@dataclass(frozen=True)
+class DCLConfig:
+    """Debiased contrastive loss (arXiv 2007.00224): ``tau_plus = 0.1`` (the class prior of
+    CIFAR-10), ``t = 0.5``; ``beta = 0`` (no hardness weighting). With ``beta > 0`` it is HCL."""
+
+    temperature: float = 0.5
+    tau_plus: float = 0.1
+    beta: float = 0.0
+
+    def validate(self, path: str) -> None:
+        from csl.errors import ConfigError
+
+        if self.temperature <= 0 or not 0 <= self.tau_plus < 1 or self.beta < 0:
+            raise ConfigError(f"'{path}': need temperature > 0, 0 <= tau_plus < 1 and beta >= 0")
+
+
+@dataclass(frozen=True)
+class HCLConfig(DCLConfig):
+    """Hard-negative contrastive loss (arXiv 2010.04592; joshr17/HCL CIFAR-10 settings):
+    ``beta = 1.0``, ``tau_plus = 0.1``, ``t = 0.5``."""
+
+    beta: float = 1.0
+
+
+def _build_debiased(cfg: DCLConfig) -> Callable[..., torch.Tensor]:
+    def loss(z_a: torch.Tensor, z_b: torch.Tensor, similarity: Any) -> torch.Tensor:
+        return hard_negative_nt_xent(z_a, z_b, cfg.temperature, cfg.tau_plus, cfg.beta, similarity)
+
+    return loss
+
+
+@dataclass(frozen=True)
+class SupConLossConfig:
+    """SupCon (arXiv 2004.11362; HobbitLong/SupContrast ``losses.py``): ``temperature =
+    base_temperature = 0.07``."""
+
+    temperature: float = 0.07
+    base_temperature: float = 0.07
+
+    def validate(self, path: str) -> None:
+        from csl.errors import ConfigError
+
+        if self.temperature <= 0 or self.base_temperature <= 0:
+            raise ConfigError(f"'{path}': temperature and base_temperature must be > 0")
+
+
+def _build_supcon(cfg: SupConLossConfig) -> Callable[..., torch.Tensor]:
+    def loss(views: list[torch.Tensor], labels: torch.Tensor | None, similarity: Any) -> torch.Tensor:
+        return supcon(views, labels, similarity, cfg.temperature, cfg.base_temperature)
 
     return loss
 
@@ -157,6 +213,12 @@ def _build_amdim(cfg: AMDIMNCEConfig) -> Callable[..., torch.Tensor]:
 LOSSES: dict[str, Entry] = {
     "nt_xent": Entry(NTXentConfig, _build_nt_xent, "SimCLR's normalized temperature-scaled cross-entropy",
                      kind="contrastive"),
+    "dcl": Entry(DCLConfig, _build_debiased, "Debiased NT-Xent (DCL): the negatives' sum corrected for false "
+                 "negatives by the class prior tau_plus", kind="contrastive"),
+    "hcl": Entry(HCLConfig, _build_debiased, "Hard-negative NT-Xent (HCL): DCL with negatives weighted by "
+                 "exp(beta * similarity)", kind="contrastive"),
+    "supcon": Entry(SupConLossConfig, _build_supcon, "SupCon's supervised contrastive loss: every view of the "
+                    "anchor's class is a positive", kind="supervised"),
     "byol": Entry(NoLossParams, lambda cfg: byol_loss, "BYOL's normalized MSE, 2 - 2 cos(p, sg(z))",
                   kind="predictive"),
     "negative_cosine": Entry(NoLossParams, lambda cfg: negative_cosine, "SimSiam's -cos(p, sg(z))",
@@ -175,4 +237,4 @@ LOSSES: dict[str, Entry] = {
 }
 
 __all__ = ["nt_xent", "info_nce", "amdim_nce", "cpc_infonce", "negative_cosine", "byol_loss", "barlow_twins", "sinkhorn", "swav_loss",
-           "dino_loss", "LOSSES", "NTXentConfig"]
+           "dino_loss", "supcon", "hard_negative_nt_xent", "LOSSES", "NTXentConfig"]

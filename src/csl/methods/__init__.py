@@ -1,16 +1,13 @@
 """Methods: compositions of the five parts. ``METHODS`` maps a name to its typed config
 (method-level settings), its builder and the loss kinds it can compose with.
 
-A builder receives the method's config, the five constructed parts (``augment``,
-``encoder``, ``extract``, ``similarity``, ``loss``, plus ``loss_kind``, ``make_extract``
-(another head of the extraction spec for a given input size), ``image_size`` and
-``in_channels``) and returns a module with ``training_loss(images, generator) -> {"loss": ...}``.
-Optional hooks the training loop calls: ``before_step(step, total_steps, steps_per_epoch)``
-(step-dependent settings), ``after_backward()`` (drop gradients of frozen parts),
-``after_step(step, total_steps)`` (EMA targets, after the optimizer step) and
-``check_dataset(n_train)``. A method config may define
+A builder receives the method's config, the constructed parts (:class:`csl.methods.base.Parts`)
+and ``channels_last``, and returns a :class:`csl.methods.base.Method`: the contract that declares
+every hook the training loop calls (see :mod:`csl.methods.base`). A method config may define
 ``check_composition(train, parts, path)``, run at config time.
-"""
+
+Adding a method: one module here (its config, its Method, its builder), its loss in
+:mod:`csl.losses` when it needs a new one, an entry below, and a variant in params.yaml."""
 
 from __future__ import annotations
 
@@ -22,6 +19,7 @@ from csl.methods.dino import DINO, DINOConfig, build_dino
 from csl.methods.moco import MoCo, MoCoV2Config, MoCoV3Config, build_moco
 from csl.methods.simclr import SimCLR, SimCLRConfig, build_simclr
 from csl.methods.simsiam import SimSiam, SimSiamConfig, build_simsiam
+from csl.methods.supcon import SupCon, SupConConfig, build_supcon
 from csl.methods.swav import SwAV, SwAVConfig, build_swav
 from csl.registry import Entry
 
@@ -56,6 +54,9 @@ METHODS: dict[str, Entry] = {
     "cpc": Entry(CPCConfig, build_cpc,
                  "CPC v2 (arXiv 1905.09272): patch grid, causal context, predict rows below",
                  accepts=("predictive_coding",)),
+    "supcon": Entry(SupConConfig, build_supcon,
+                    "SupCon (arXiv 2004.11362): supervised contrastive, every view of the class is a positive "
+                    "(uses labels: a supervised reference)", accepts=("supervised",)),
 }
 
-__all__ = ["METHODS", "SimCLR", "BYOL", "SimSiam", "BarlowTwins", "MoCo", "SwAV", "DINO", "DIM", "CPC"]
+__all__ = ["METHODS", "SimCLR", "BYOL", "SimSiam", "BarlowTwins", "MoCo", "SwAV", "DINO", "DIM", "CPC", "SupCon"]

@@ -11,10 +11,12 @@ no paper has: SimCLR's loss with BYOL's predictor and target.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
+
+from csl.methods.base import Batch, Method, Parts
 
 from csl.errors import ConfigError
 from csl.extract.projection import PredictorConfig, build_predictor
@@ -37,7 +39,7 @@ class BYOLConfig:
             raise ConfigError(f"'{path}': need 0 <= momentum_base <= momentum_final <= 1")
 
 
-class BYOL(nn.Module):
+class BYOL(Method):
     def __init__(self, cfg: BYOLConfig, augment: nn.Module, encoder: nn.Module, projector: nn.Module,
                  similarity: Callable[..., torch.Tensor], loss: Callable[..., torch.Tensor], loss_kind: str,
                  channels_last: bool) -> None:
@@ -59,7 +61,8 @@ class BYOL(nn.Module):
             return self.loss_fn(p, z, self.similarity)
         return self.loss_fn(p, z)
 
-    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch.images
         views = self.augment(images, generator)
         n = images.shape[0]
         z_online = embed_views(views, self.encoder, self.projector, self.channels_last)
@@ -79,6 +82,6 @@ class BYOL(nn.Module):
         return {"momentum": m}
 
 
-def build_byol(cfg: BYOLConfig, parts: dict[str, Any], channels_last: bool) -> BYOL:
-    return BYOL(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["similarity"], parts["loss"],
-                parts["loss_kind"], channels_last)
+def build_byol(cfg: BYOLConfig, parts: Parts, channels_last: bool) -> BYOL:
+    return BYOL(cfg, parts.augment, parts.encoder, parts.extract, parts.similarity, parts.loss,
+                parts.loss_kind, channels_last)

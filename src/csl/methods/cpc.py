@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from csl.methods.base import Batch, Method, Parts
+
 from csl.distributed import gather, gather_all
 from csl.errors import ConfigError
 
@@ -55,7 +57,7 @@ class CausalBlock(nn.Module):
         return x + self.out(F.relu(h))
 
 
-class CPC(nn.Module):
+class CPC(Method):
     def __init__(self, cfg: CPCConfig, augment: nn.Module, encoder: nn.Module, loss: Callable[..., torch.Tensor],
                  channels_last: bool, image_size: int) -> None:
         super().__init__()
@@ -75,7 +77,8 @@ class CPC(nn.Module):
         self.loss_fn = loss
         self.channels_last = channels_last
 
-    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch.images
         x = self.augment(images, generator)[0]
         z = self.encoder.grid(x)  # type: ignore[operator]  # z: N x D x R x R
         c = self.context(z)
@@ -83,5 +86,5 @@ class CPC(nn.Module):
         return {"loss": self.loss_fn(gather_all(preds), gather(z))}  # negatives from every rank's patches
 
 
-def build_cpc(cfg: CPCConfig, parts: dict[str, Any], channels_last: bool) -> CPC:
-    return CPC(cfg, parts["augment"], parts["encoder"], parts["loss"], channels_last, parts["image_size"])
+def build_cpc(cfg: CPCConfig, parts: Parts, channels_last: bool) -> CPC:
+    return CPC(cfg, parts.augment, parts.encoder, parts.loss, channels_last, parts.image_size)

@@ -15,10 +15,12 @@ the merged AMDIM + CPC augmentation and any encoder: params.yaml, no code of its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
+
+from csl.methods.base import Batch, Method, Parts
 
 from csl.distributed import gather, rank, world_size
 from csl.errors import ConfigError
@@ -37,7 +39,7 @@ class DIMConfig:
             raise ConfigError(f"'{path}.comparisons' must list at least one [source, target] pair of scales")
 
 
-class DIM(nn.Module):
+class DIM(Method):
     def __init__(self, cfg: DIMConfig, augment: nn.Module, encoder: nn.Module,
                  make_head: Callable[[int], nn.Module], loss: Callable[..., torch.Tensor], channels_last: bool,
                  image_size: int, in_channels: int) -> None:
@@ -69,7 +71,8 @@ class DIM(nn.Module):
         z = self.heads[str(scale)](m.permute(0, 2, 3, 1).reshape(-1, c)).float()  # z: (N*s*s) x D
         return z.reshape(n, -1, z.shape[1]).permute(0, 2, 1)
 
-    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch.images
         views = self.augment(images, generator)  # build_dim checked two views of one size
         n = images.shape[0]
         x = torch.cat(views[:2])
@@ -96,7 +99,7 @@ class DIM(nn.Module):
         return {"loss": total / terms}
 
 
-def build_dim(cfg: DIMConfig, parts: dict[str, Any], channels_last: bool) -> DIM:
-    require_views(parts["augment"], 2, "dim", same_size=True)
-    return DIM(cfg, parts["augment"], parts["encoder"], parts["make_extract"], parts["loss"], channels_last,
-               parts["image_size"], parts["in_channels"])
+def build_dim(cfg: DIMConfig, parts: Parts, channels_last: bool) -> DIM:
+    require_views(parts.augment, 2, "dim", same_size=True)
+    return DIM(cfg, parts.augment, parts.encoder, parts.make_extract, parts.loss, channels_last,
+               parts.image_size, parts.in_channels)

@@ -16,10 +16,12 @@ State and schedules, all explicit (paper values):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
+
+from csl.methods.base import Batch, Method, Parts
 
 from csl.distributed import gather_all
 from csl.errors import ConfigError
@@ -47,7 +49,7 @@ class DINOConfig:
             raise ConfigError(f"'{path}.center_momentum' must be in [0, 1)")
 
 
-class DINO(nn.Module):
+class DINO(Method):
     center: torch.Tensor
 
     def __init__(self, cfg: DINOConfig, augment: nn.Module, encoder: nn.Module, head: nn.Module,
@@ -76,7 +78,8 @@ class DINO(nn.Module):
             for p in getattr(self.projector, "last_layer_parameters", lambda: [])():
                 p.grad = None
 
-    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch.images
         views = self.augment(images, generator)
         ng = n_global(views)  # build_dino checked >= 2 views
         student = gather_all(embed_views(views, self.encoder, self.projector, self.channels_last))
@@ -99,6 +102,6 @@ class DINO(nn.Module):
         return {"momentum": m, "teacher_temperature": self.teacher_temperature}
 
 
-def build_dino(cfg: DINOConfig, parts: dict[str, Any], channels_last: bool) -> DINO:
-    require_views(parts["augment"], 2, "dino")  # fewer gives no student-teacher pair (NaN in some libraries)
-    return DINO(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["loss"], channels_last)
+def build_dino(cfg: DINOConfig, parts: Parts, channels_last: bool) -> DINO:
+    require_views(parts.augment, 2, "dino")  # fewer gives no student-teacher pair (NaN in some libraries)
+    return DINO(cfg, parts.augment, parts.encoder, parts.extract, parts.loss, channels_last)

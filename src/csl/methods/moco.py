@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from csl.methods.base import Batch, Method, Parts
+
 from csl.distributed import gather_all
 from csl.errors import ConfigError
 from csl.extract.projection import PredictorConfig, build_predictor
@@ -39,6 +41,18 @@ def _check_momentum(base: float, final: float, path: str) -> None:
 
 
 @dataclass(frozen=True)
+class MoCoSettings:
+    """What the MoCo module runs with, explicit for both versions (each config states its own)."""
+
+    queue_size: int  # 0: in-batch keys (v3)
+    key_bn_groups: int  # 1: no Shuffle-BN
+    symmetric: bool
+    momentum_base: float
+    momentum_final: float
+    predictor: PredictorConfig | None
+
+
+@dataclass(frozen=True)
 class MoCoV2Config:
     """MoCo v2 defaults (arXiv 2003.04297 / 1911.05722): K = 65,536, m = 0.999 constant."""
 
@@ -48,7 +62,9 @@ class MoCoV2Config:
     key_bn_groups: int = 8
     symmetric: bool = False
 
-    predictor = None
+    def settings(self) -> MoCoSettings:
+        return MoCoSettings(self.queue_size, self.key_bn_groups, self.symmetric, self.momentum_base,
+                            self.momentum_final, predictor=None)
 
     def validate(self, path: str) -> None:
         _check_momentum(self.momentum_base, self.momentum_final, path)
@@ -77,18 +93,20 @@ class MoCoV3Config:
     momentum_final: float = 1.0
     symmetric: bool = True
 
-    queue_size = 0
-    key_bn_groups = 1
+    def settings(self) -> MoCoSettings:
+        """In-batch keys (no queue), no Shuffle-BN groups (v3 relies on the predictor and, across
+        processes, on sync BN)."""
+        return MoCoSettings(0, 1, self.symmetric, self.momentum_base, self.momentum_final, self.predictor)
 
     def validate(self, path: str) -> None:
         _check_momentum(self.momentum_base, self.momentum_final, path)
 
 
-class MoCo(nn.Module):
+class MoCo(Method):
     queue: torch.Tensor
     queue_ptr: torch.Tensor
 
-    def __init__(self, cfg: MoCoV2Config | MoCoV3Config, augment: nn.Module, encoder: nn.Module,
+    def __init__(self, cfg: MoCoSettings, augment: nn.Module, encoder: nn.Module,
                  head: nn.Module, loss: Callable[..., torch.Tensor], channels_last: bool) -> None:
         super().__init__()
         self.cfg = cfg
@@ -107,7 +125,8 @@ class MoCo(nn.Module):
             self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, dim), dim=1))
             self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
-    def check_dataset(self, n_train: int) -> None:
+    def check_dataset(self, n_train: int, labelled: bool) -> None:
+        super().check_dataset(n_train, labelled)
         if self.cfg.queue_size > n_train:
             raise ConfigError(f"MoCo queue_size {self.cfg.queue_size} exceeds the {n_train} training images: the "
                               "queue would hold keys of the query's own image as negatives; lower queue_size")
@@ -124,7 +143,8 @@ class MoCo(nn.Module):
         out = torch.cat([head(encoder(c)).float() for c in x.chunk(self.groups)])
         return out[torch.argsort(perm)] if perm is not None else out
 
-    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch.images
         v1, v2 = self.augment(images, generator)[:2]
         n = images.shape[0]
         views = (v1, v2) if self.cfg.symmetric else (v1,)
@@ -159,6 +179,6 @@ class MoCo(nn.Module):
         return {"momentum": m}
 
 
-def build_moco(cfg: MoCoV2Config | MoCoV3Config, parts: dict[str, Any], channels_last: bool) -> MoCo:
-    require_views(parts["augment"], 2, "moco")
-    return MoCo(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["loss"], channels_last)
+def build_moco(cfg: MoCoV2Config | MoCoV3Config, parts: Parts, channels_last: bool) -> MoCo:
+    require_views(parts.augment, 2, "moco")
+    return MoCo(cfg.settings(), parts.augment, parts.encoder, parts.extract, parts.loss, channels_last)

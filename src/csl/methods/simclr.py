@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
+
+from csl.methods.base import Batch, Method, Parts
 
 from csl.distributed import gather_all
 from csl.methods.views import embed_views
@@ -23,7 +25,7 @@ class SimCLRConfig:
     """SimCLR has no settings beyond its parts."""
 
 
-class SimCLR(nn.Module):
+class SimCLR(Method):
     """Two (or more) views through one shared encoder and head; loss averaged over view pairs."""
 
     def __init__(
@@ -43,14 +45,15 @@ class SimCLR(nn.Module):
         self.loss_fn = loss
         self.channels_last = channels_last
 
-    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``images``: uint8 ``(N, C, H, W)`` on the training device -> ``{"loss": scalar}``."""
+        images = batch.images
         zs = gather_all(embed_views(self.augment(images, generator), self.encoder, self.head, self.channels_last))
         pairs = list(combinations(range(len(zs)), 2))
         loss = sum(self.loss_fn(zs[a], zs[b], self.similarity) for a, b in pairs) / len(pairs)
         return {"loss": loss}  # type: ignore[dict-item]
 
 
-def build_simclr(cfg: SimCLRConfig, parts: dict[str, Any], channels_last: bool) -> SimCLR:
-    return SimCLR(parts["augment"], parts["encoder"], parts["extract"], parts["similarity"],
-                  parts["loss"], channels_last)
+def build_simclr(cfg: SimCLRConfig, parts: Parts, channels_last: bool) -> SimCLR:
+    return SimCLR(parts.augment, parts.encoder, parts.extract, parts.similarity,
+                  parts.loss, channels_last)

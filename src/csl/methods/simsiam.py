@@ -4,10 +4,12 @@ stop-gradient alone prevents collapse. ``L = 1/2 D(p1, sg(z2)) + 1/2 D(p2, sg(z1
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
+
+from csl.methods.base import Batch, Method, Parts
 
 from csl.extract.projection import PredictorConfig, build_predictor
 from csl.distributed import gather_all
@@ -21,7 +23,7 @@ class SimSiamConfig:
     predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(hidden_dim=512))
 
 
-class SimSiam(nn.Module):
+class SimSiam(Method):
     def __init__(self, cfg: SimSiamConfig, augment: nn.Module, encoder: nn.Module, projector: nn.Module,
                  loss: Callable[..., torch.Tensor], channels_last: bool) -> None:
         super().__init__()
@@ -32,7 +34,8 @@ class SimSiam(nn.Module):
         self.loss_fn = loss  # a predictive loss: detaches its target
         self.channels_last = channels_last
 
-    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch.images
         views = self.augment(images, generator)
         n = images.shape[0]
         zs = embed_views(views, self.encoder, self.projector, self.channels_last)
@@ -44,5 +47,5 @@ class SimSiam(nn.Module):
         return {"loss": loss}  # type: ignore[dict-item]
 
 
-def build_simsiam(cfg: SimSiamConfig, parts: dict[str, Any], channels_last: bool) -> SimSiam:
-    return SimSiam(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["loss"], channels_last)
+def build_simsiam(cfg: SimSiamConfig, parts: Parts, channels_last: bool) -> SimSiam:
+    return SimSiam(cfg, parts.augment, parts.encoder, parts.extract, parts.loss, channels_last)

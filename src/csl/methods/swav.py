@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from csl.methods.base import Batch, Method, Parts
+
 from csl.distributed import gather_all
 from csl.errors import ConfigError
 from csl.methods.views import embed_views, n_global, require_views
@@ -48,7 +50,7 @@ class SwAVConfig:
                               f"({global_batch} = train.batch_size x devices x num_nodes)")
 
 
-class SwAV(nn.Module):
+class SwAV(Method):
     queue: torch.Tensor
     queue_count: torch.Tensor
 
@@ -84,7 +86,8 @@ class SwAV(nn.Module):
             for p in self.prototypes.parameters():
                 p.grad = None
 
-    def training_loss(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch.images
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         views = self.augment(images, generator)
@@ -112,6 +115,6 @@ class SwAV(nn.Module):
         self._count = (self._count or 0) + n
 
 
-def build_swav(cfg: SwAVConfig, parts: dict[str, Any], channels_last: bool) -> SwAV:
-    require_views(parts["augment"], 2, "swav")
-    return SwAV(cfg, parts["augment"], parts["encoder"], parts["extract"], parts["loss"], channels_last)
+def build_swav(cfg: SwAVConfig, parts: Parts, channels_last: bool) -> SwAV:
+    require_views(parts.augment, 2, "swav")
+    return SwAV(cfg, parts.augment, parts.encoder, parts.extract, parts.loss, channels_last)

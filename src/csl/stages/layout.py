@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from csl.params import Params
+from csl.params import Params, Variant
 
 
 PREPARED = "data/prepared"
@@ -36,24 +36,24 @@ class Layout:
         """The prepared dataset and its origin record (``prepared.origin.json``) together."""
         return self.prepared.parent
 
-    def variant_dir(self, variant: str) -> Path:
+    def variant_dir(self, variant: Variant) -> Path:
         """Everything a variant's stages write (pretrain, eval, register)."""
-        return self.project / variant_rel(variant)
+        return self.project / variant_rel(variant.name)
 
-    def pretrain_dir(self, variant: str) -> Path:
+    def pretrain_dir(self, variant: Variant) -> Path:
         return self.variant_dir(variant) / "pretrain"
 
-    def eval_dir(self, variant: str) -> Path:
+    def eval_dir(self, variant: Variant) -> Path:
         return self.variant_dir(variant) / "eval"
 
-    def register_dir(self, variant: str) -> Path:
+    def register_dir(self, variant: Variant) -> Path:
         return self.variant_dir(variant) / "register"
 
     @property
     def reports(self) -> Path:
         return self.project / REPORTS
 
-    def checkpoint_dir(self, variant: str, data_hash: str, code: str | None = None) -> Path:
+    def checkpoint_dir(self, variant: Variant, data_hash: str, code: str | None = None) -> Path:
         """Checkpoints are keyed by the variant's config, the data and the code that computes the
         result (:func:`csl.stages.deps.fingerprint`: the training code's source as this process
         imports it, torch's and Lightning's versions), so a resume only ever continues the same
@@ -62,13 +62,13 @@ class Layout:
         same either way."""
         from csl.stages.deps import fingerprint
 
-        method = self.params.method(variant).as_dict()
+        method = variant.as_dict()
         method["train"].pop("compile", None)
         cfg = json.dumps({"method": method, "data": data_hash, "code": code or fingerprint()}, sort_keys=True)
         key = hashlib.sha256(cfg.encode()).hexdigest()[:12]
-        return self.project / CHECKPOINTS / variant / key
+        return self.project / CHECKPOINTS / variant.name / key
 
-    def remote_checkpoint_dir(self, variant: str, data_hash: str, code: str | None = None) -> str | None:
+    def remote_checkpoint_dir(self, variant: Variant, data_hash: str, code: str | None = None) -> str | None:
         """``storage.checkpoints`` + the same ``<variant>/<key>`` as the local directory, or None."""
         base = self.params.storage.checkpoint_uri
         if not base:

@@ -15,11 +15,11 @@ from csl.encoders.saved import build_from_payload, read_payload
 from csl.evaluate.embedding_map import embedding_map
 from csl.evaluate.protocol import evaluate_encoder, protocol_record
 from csl.io import atomic_write_bytes, atomic_write_json
-from csl.params import Params
+from csl.params import Params, Variant
 from csl.stages.layout import PREPARED, Layout
 
 
-def linear_eval(params: Params, variant: str, project: Path) -> dict[str, Any]:
+def linear_eval(params: Params, variant: Variant, project: Path) -> dict[str, Any]:
     """Pure stage: encoder + prepared data -> ``runs/<variant>/eval/{metrics.json,embedding_map.npz}``."""
     layout = Layout(project, params)
     layout.check_storage()
@@ -28,12 +28,12 @@ def linear_eval(params: Params, variant: str, project: Path) -> dict[str, Any]:
     if payload["dataset_content_hash"] != data.meta["content_hash"]:
         from csl.errors import DataError
 
-        raise DataError(f"the encoder of {variant} was trained on other data than {layout.prepared}; "
+        raise DataError(f"the encoder of {variant.name} was trained on other data than {layout.prepared}; "
                         "rerun 'csl pretrain' (dvc repro does this for you)")
     cfg = params.eval
     device = "cuda" if torch.cuda.is_available() else "cpu"
     trained, test_features, test_labels = evaluate_encoder(build_from_payload(payload), data, cfg, device,
-                                                           name=variant)
+                                                           name=variant.name)
     metrics: dict[str, Any] = dict(trained)
     if cfg.random_baseline:
         rand, _, _ = evaluate_encoder(build_from_payload(payload, random_init_seed=cfg.seed), data, cfg, device,
@@ -50,17 +50,17 @@ def linear_eval(params: Params, variant: str, project: Path) -> dict[str, Any]:
     return metrics
 
 
-def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
+def main(params: Params, project: Path, variant: Variant) -> dict[str, Any]:
     from csl import tracking
 
     layout = Layout(project, params)
-    with tracking.stage_run(project, params.tracking.experiment, "linear-eval", variant) as rec:
-        rec.params({"variant": variant, "eval": protocol_record(params.eval)})
+    with tracking.stage_run(project, params.tracking.experiment, "linear-eval", variant.name) as rec:
+        rec.params({"variant": variant.name, "eval": protocol_record(params.eval)})
         meta = csl_data.read_meta(layout.prepared)
         rec.dataset(meta, str(layout.prepared), tracking.dvc_out_md5(project, PREPARED))
         metrics = linear_eval(params, variant, project)
         rec.metrics(metrics)
         rec.artifact(layout.eval_dir(variant), "eval")
     line = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-    print(f"evaluated {variant}: {line}")
+    print(f"evaluated {variant.name}: {line}")
     return metrics

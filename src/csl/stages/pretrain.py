@@ -10,7 +10,7 @@ import torch
 
 from csl import data as csl_data
 from csl.io import atomic_write_bytes, atomic_write_json
-from csl.params import Params
+from csl.params import Params, Variant
 from csl.stages.deps import fingerprint
 from csl.stages.layout import PREPARED, Layout
 from csl.train.fit import FitResult, fit
@@ -19,14 +19,13 @@ from csl.train.history import MetricSink
 from csl.encoders.saved import ENCODER_FORMAT
 
 
-def encoder_payload(params: Params, variant: str, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict:
+def encoder_payload(variant: Variant, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict:
     """Everything needed to rebuild and use the encoder: spec, normalization, weights."""
-    cfg = params.method(variant)
     return {
         "format": ENCODER_FORMAT,
-        "variant": variant,
-        "method": cfg.method,
-        "encoder": cfg.parts["encoder"].as_dict(),
+        "variant": variant.name,
+        "method": variant.method,
+        "encoder": variant.config.parts["encoder"].as_dict(),
         "in_channels": int(meta["shape"][0]),
         "image_size": int(meta["shape"][1]),
         "mean": list(meta["mean"]),
@@ -38,7 +37,7 @@ def encoder_payload(params: Params, variant: str, meta: dict[str, Any], state: d
     }
 
 
-def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | None = None) -> FitResult:
+def pretrain(params: Params, variant: Variant, project: Path, sink: MetricSink | None = None) -> FitResult:
     """Pure stage: prepared data -> ``runs/<variant>/pretrain/{encoder.pt,history.json,metrics.json}``."""
     layout = Layout(project, params)
     layout.check_storage()
@@ -46,7 +45,7 @@ def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | Non
     code = fingerprint()
     ckpt = layout.checkpoint_dir(variant, data.meta["content_hash"], code)
     remote = layout.remote_checkpoint_dir(variant, data.meta["content_hash"], code)
-    result = fit(params.method(variant), data, ckpt, sink, remote_ckpt=remote)
+    result = fit(variant.config, data, ckpt, sink, remote_ckpt=remote)
     resumed = result.summary["resumed_from"]  # project-relative: the same in every clone
     result.summary.update({"code_fingerprint": code, "checkpoint_dir": ckpt.relative_to(project).as_posix(),
                            "resumed_from": Path(resumed).resolve().relative_to(project.resolve()).as_posix()
@@ -55,7 +54,7 @@ def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | Non
         return result  # every process trains; rank 0 alone writes the outputs
     out = layout.pretrain_dir(variant)
     buf = io.BytesIO()
-    torch.save(encoder_payload(params, variant, data.meta, result.encoder_state), buf)
+    torch.save(encoder_payload(variant, data.meta, result.encoder_state), buf)
     atomic_write_bytes(out / "encoder.pt", buf.getvalue())
     atomic_write_json(out / "history.json", result.history)
     atomic_write_json(out / "metrics.json", result.summary)
@@ -63,17 +62,16 @@ def pretrain(params: Params, variant: str, project: Path, sink: MetricSink | Non
     return result
 
 
-def main(params: Params, project: Path, variant: str) -> None:
+def main(params: Params, project: Path, variant: Variant) -> None:
     from csl import tracking
     from csl.distributed import launch_rank
 
     if launch_rank() != 0:  # the other processes of a multi-process run train and leave the rest to rank 0
         pretrain(params, variant, project)
         return
-    cfg = params.method(variant)
     layout = Layout(project, params)
-    with tracking.stage_run(project, params.tracking.experiment, "pretrain", variant) as rec:
-        rec.params({"variant": variant, **cfg.as_dict()})
+    with tracking.stage_run(project, params.tracking.experiment, "pretrain", variant.name) as rec:
+        rec.params({"variant": variant.name, **variant.as_dict()})
         meta = csl_data.read_meta(layout.prepared)
         rec.dataset(meta, str(layout.prepared), tracking.dvc_out_md5(project, PREPARED))
         result = pretrain(params, variant, project, sink=rec.metrics)
@@ -84,5 +82,5 @@ def main(params: Params, project: Path, variant: str) -> None:
         rec.tags({"csl.code_fingerprint": str(result.summary.get("code_fingerprint", ""))})
         rec.artifact(project / str(result.summary["checkpoint_dir"]) / "last.ckpt", "checkpoint")
     s = result.summary
-    print(f"pretrained {variant}: {s['epochs']} epochs, loss {s['final_loss']:.4f}, "
+    print(f"pretrained {variant.name}: {s['epochs']} epochs, loss {s['final_loss']:.4f}, "
           f"{s['images_per_s']:.0f} images/s -> {layout.pretrain_dir(variant) / 'encoder.pt'}")

@@ -23,14 +23,14 @@ from csl.tracking.dvc_data import read_origin
 from csl.encoders.saved import load_feature_extractor
 from csl.errors import CslError
 from csl.io import atomic_write_json
-from csl.params import Params
+from csl.params import Params, Variant
 from csl.stages.layout import PREPARED, Layout
 
-def params_hash(params: Params, variant: str) -> str:
+def params_hash(params: Params, variant: Variant) -> str:
     """sha256 of everything that determines the encoder and its metrics."""
     from csl.config.strict import to_dict
 
-    resolved = {"method": params.method(variant).as_dict(), "data": to_dict(params.data), "eval": to_dict(params.eval)}
+    resolved = {"method": variant.as_dict(), "data": to_dict(params.data), "eval": to_dict(params.eval)}
     return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
 
 
@@ -45,7 +45,7 @@ def input_example(data: csl_data.Prepared) -> Any:
     return data.test.images[:4]
 
 
-def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
+def main(params: Params, project: Path, variant: Variant) -> dict[str, Any]:
     from csl import tracking
     from csl.tracking import model_registry
 
@@ -53,24 +53,24 @@ def main(params: Params, project: Path, variant: str) -> dict[str, Any]:
     enc_path = layout.pretrain_dir(variant) / "encoder.pt"
     eval_metrics = layout.eval_dir(variant) / "metrics.json"
     if not eval_metrics.is_file():
-        raise CslError(f"{eval_metrics} not found: run 'csl linear-eval --variant {variant}' before registering")
+        raise CslError(f"{eval_metrics} not found: run 'csl linear-eval --variant {variant.name}' before registering")
     metrics = json.loads(eval_metrics.read_text())
     extractor = load_feature_extractor(enc_path)
     meta = csl_data.read_meta(layout.prepared)
     example = input_example(csl_data.load(layout.prepared))  # uint8 (4, C, H, W): images in
-    name = model_registry.model_name(meta["name"], variant)
+    name = model_registry.model_name(meta["name"], variant.name)
     md5 = tracking.dvc_out_md5(project, PREPARED)
     origin = read_origin(layout.prepared)  # data fetched by git revision (the Kubeflow pipeline)
     commit, dirty = tracking.git_commit(project)
     pipeline_run = tracking.pipeline_run_id() or os.environ.get(tracking.PARENT_ENV, "")
     pre_metrics = layout.pretrain_dir(variant) / "metrics.json"
     fingerprint = json.loads(pre_metrics.read_text()).get("code_fingerprint", "") if pre_metrics.is_file() else ""
-    with tracking.stage_run(project, params.tracking.experiment, "register", variant) as rec:
+    with tracking.stage_run(project, params.tracking.experiment, "register", variant.name) as rec:
         parent = tracking.current_parent(tracking.connect(project, params.tracking.experiment))
-        stage_runs = tracking.latest_stage_runs(project, params.tracking.experiment, variant,
+        stage_runs = tracking.latest_stage_runs(project, params.tracking.experiment, variant.name,
                                                 ("pretrain", "linear-eval"), parent)
         tags = {
-            "csl.variant": variant, "csl.method": params.method(variant).method,
+            "csl.variant": variant.name, "csl.method": variant.method,
             "csl.data.name": meta["name"], "csl.data.path": str(layout.prepared.relative_to(project)),
             "csl.data.dvc_md5": md5 or "untracked", "csl.data.content_hash": meta["content_hash"],
             "csl.data.remote": tracking.dvc_remote_url(project) or "none",
@@ -101,7 +101,7 @@ def check_registrations(params: Params, project: Path) -> list[str]:
     from csl.tracking import model_registry
 
     layout = Layout(project, params)
-    records = [(v, layout.register_dir(v) / "registration.json") for v in params.variants]
+    records = [(v, layout.register_dir(v) / "registration.json") for v in params.selected]
     records = [(v, f) for v, f in records if f.is_file()]
     if not records:
         return []
@@ -115,5 +115,5 @@ def check_registrations(params: Params, project: Path) -> list[str]:
             why = f"{f} is unreadable ({e})"
         if why is not None:
             f.unlink()
-            stale.append(f"register@{variant}: {why} ({tracking.tracking_uri(project)}); registering it again")
+            stale.append(f"register@{variant.name}: {why} ({tracking.tracking_uri(project)}); registering it again")
     return stale

@@ -27,12 +27,11 @@ def _read_json(path: Path) -> Any:
 def collect(params: Params, project: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, float]]]]:
     layout = Layout(project, params)
     rows, histories = [], {}
-    for v in params.variants:
-        cfg = params.method(v)
+    for v in params.selected:
         pre = _read_json(layout.pretrain_dir(v) / "metrics.json")
         ev = _read_json(layout.eval_dir(v) / "metrics.json")
-        histories[v] = _read_json(layout.pretrain_dir(v) / "history.json")
-        rows.append({"variant": v, "method": cfg.method, "encoder": cfg.parts["encoder"].name,
+        histories[v.name] = _read_json(layout.pretrain_dir(v) / "history.json")
+        rows.append({"variant": v.name, "method": v.method, "encoder": v.encoder,
                      **{k: pre.get(k) for k in ("images_per_s", "pretrain_seconds", "epochs")}, **ev})
     return rows, histories
 
@@ -67,12 +66,13 @@ def report(params: Params, project: Path, lineage: list[str] | None = None,
         figures = [("Pretraining loss", "loss_curves.png"), ("Test top-1 accuracy", "accuracy.png")]
         plots.loss_curves(histories, tmp / "loss_curves.png")
         plots.accuracy_chart(rows, tmp / "accuracy.png")
-        for v in params.variants:
+        for v in params.selected:
             m = np.load(layout.eval_dir(v) / "embedding_map.npz")
-            file = f"map_{v}.png"
+            file = f"map_{v.name}.png"
             plots.embedding_map_plot(m["xy"], m["labels"], meta["classes"],
-                                     f"{v}: {params.eval.map.method} of {len(m['labels'])} test embeddings", tmp / file)
-            figures.append((f"2-D map of test embeddings: {v}", file))
+                                     f"{v.name}: {params.eval.map.method} of {len(m['labels'])} test embeddings",
+                                     tmp / file)
+            figures.append((f"2-D map of test embeddings: {v.name}", file))
         title = f"csl report: {meta['name']}"
         notes = [
             f"Dataset {meta['name']} ({meta['num_train']} train / {meta['num_test']} test, shape {meta['shape']}), "

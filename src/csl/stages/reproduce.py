@@ -201,7 +201,8 @@ def _params(rep: Reproduction, wd: Path, env: dict[str, str], variant: str, want
     """Whether the commit's params.yaml hashes (with the commit's code) to the recorded hash."""
     code = ("import sys; from pathlib import Path; from csl.params import load_params; "
             "from csl.stages.register import params_hash; "
-            "print(params_hash(load_params(Path('params.yaml')), sys.argv[1]))")
+            "p = load_params(Path('params.yaml')); "
+            "print(params_hash(p, p.variant(sys.argv[1]) if hasattr(p, 'variant') else sys.argv[1]))")
     got = _run([sys.executable, "-c", code, variant], wd, env, "hashing the commit's parameters").strip()
     rep.check("parameters", got == want, f"sha256 of the resolved parameters: recorded {want[:16] or 'none'}..., "
                                          f"at the commit {got[:16]}...")

@@ -97,14 +97,14 @@ def registrations(project: Path, params: Params) -> list[str]:
     dataset = csl_data.read_meta(layout.prepared)["name"]
     tracking.use_store(project)
     lines = []
-    for v in params.variants:
+    for v in params.selected:
         enc = layout.pretrain_dir(v) / "encoder.pt"
         if not enc.is_file():
             continue
-        name = model_registry.model_name(dataset, v)
+        name = model_registry.model_name(dataset, v.name)
         mv = model_registry.find_encoder(name, enc)
         if mv is None:
-            lines.append(f"registered:   none for {v} in this store (its encoder is not in {name})")
+            lines.append(f"registered:   none for {v.name} in this store (its encoder is not in {name})")
             continue
         champ = "champion" in (model_registry.resolve(f"{name}/{mv.version}").aliases or [])
         lines.append(f"registered:   models:/{name}/{mv.version}{'  (champion)' if champ else ''}")

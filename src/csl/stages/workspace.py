@@ -19,14 +19,17 @@ from csl.stages.layout import Layout
 
 @dataclass(frozen=True)
 class Step:
-    """One pipeline step's project: its parameters and its layout."""
+    """One pipeline step's project: its layout (directory and parameters)."""
 
-    project: Path
-    params: Params
+    layout: Layout
 
     @property
-    def layout(self) -> Layout:
-        return Layout(self.project, self.params)
+    def project(self) -> Path:
+        return self.layout.project
+
+    @property
+    def params(self) -> Params:
+        return self.layout.params
 
     def put(self, dst: Path, src: str) -> None:
         """Copy an input artifact (file or directory) to ``dst``, a path of this step's layout."""
@@ -54,7 +57,7 @@ def step(params_yaml: str, tracking_uri: str = "", pipeline_run_id: str = "", ro
     ws = Path(tempfile.mkdtemp(prefix="csl-step-", dir=root))
     (ws / "params.yaml").write_text(params_yaml)
     overrides = [f"variants={json.dumps(variants)}"] if variants is not None else []
-    return Step(ws, load_params(ws / "params.yaml", overrides))
+    return Step(Layout(ws, load_params(ws / "params.yaml", overrides)))
 
 
 def export(src: Path, dst: str) -> None:

@@ -115,7 +115,7 @@ def register(extractor: Any, example: Any, name: str, encoder_file: Path, tags: 
                                         serialization_format="pickle", registered_model_name=name,
                                         pip_requirements=["torch", "csl"])
         version = str(info.registered_model_version)
-        run_id = str(client.get_model_version(name, version).run_id or "")
+        run_id = str(info.run_id or "")  # the active run, which logged the version
         all_tags = {**tags, "csl.encoder_sha256": sha, "csl.metrics.linear_top1": f"{linear_top1:.6f}"}
         for k, v in all_tags.items():
             client.set_model_version_tag(name, version, k, v)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from csl.errors import ConfigError
+from csl.methods.base import Method, Parts, require_method
 from csl.methods.config import MethodConfig
 from csl.registry import build
 
@@ -18,7 +19,7 @@ def build_encoder(cfg: MethodConfig, in_channels: int) -> nn.Module:
     return build(ENCODERS, cfg.parts["encoder"], in_channels=in_channels)
 
 
-def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> nn.Module:
+def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> Method:
     """The five parts, built and composed by the method's builder."""
     from csl.augment import AUGMENTATIONS
     from csl.extract import EXTRACTORS
@@ -28,20 +29,21 @@ def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> nn.Module:
 
     channels, size = int(meta["shape"][0]), int(meta["shape"][1])
     encoder = build_encoder(cfg, channels)
-    parts: dict[str, Any] = {
-        "augment": build(AUGMENTATIONS, cfg.parts["augment"], image_size=size,
-                         mean=torch.tensor(meta["mean"]), std=torch.tensor(meta["std"])),
-        "encoder": encoder,
-        "extract": build(EXTRACTORS, cfg.parts["extract"], in_dim=encoder.out_dim),
-        "similarity": build(SIMILARITIES, cfg.parts["similarity"]),
-        "loss": build(LOSSES, cfg.parts["loss"]),
-        "loss_kind": LOSSES[cfg.parts["loss"].name].kind,
-        "make_extract": lambda in_dim: build(EXTRACTORS, cfg.parts["extract"], in_dim=in_dim),
-        "image_size": size,
-        "in_channels": channels,
-    }
-    check_view_sizes(parts["augment"], encoder, cfg.parts["encoder"].name)
-    method = METHODS[cfg.method].build(cfg.method_params, parts, channels_last=cfg.train.channels_last)
+    parts = Parts(
+        augment=build(AUGMENTATIONS, cfg.parts["augment"], image_size=size,
+                      mean=torch.tensor(meta["mean"]), std=torch.tensor(meta["std"])),
+        encoder=encoder,
+        extract=build(EXTRACTORS, cfg.parts["extract"], in_dim=encoder.out_dim),
+        similarity=build(SIMILARITIES, cfg.parts["similarity"]),
+        loss=build(LOSSES, cfg.parts["loss"]),
+        loss_kind=LOSSES[cfg.parts["loss"].name].kind,
+        make_extract=lambda in_dim: build(EXTRACTORS, cfg.parts["extract"], in_dim=in_dim),
+        image_size=size,
+        in_channels=channels,
+    )
+    check_view_sizes(parts.augment, encoder, cfg.parts["encoder"].name)
+    method = require_method(METHODS[cfg.method].build(cfg.method_params, parts,
+                                                      channels_last=cfg.train.channels_last), cfg.method)
     if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)
     return method

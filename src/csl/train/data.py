@@ -11,13 +11,19 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from csl.data import shards
 from csl.distributed import rank, world_size
+from csl.methods.base import Batch
 
 
 class InMemoryImages(Dataset):
-    """``(N, C, H, W)`` uint8 tensor; a list of indices gives the whole batch in one gather."""
+    """``(N, C, H, W)`` uint8 tensor; a list of indices gives the whole batch in one gather: the
+    images alone, or a :class:`~csl.methods.base.Batch` with the labels and/or the indices when
+    ``labels`` / ``with_indices`` are given (only for a method that needs them)."""
 
-    def __init__(self, images: np.ndarray | torch.Tensor) -> None:
+    def __init__(self, images: np.ndarray | torch.Tensor, labels: np.ndarray | None = None,
+                 with_indices: bool = False) -> None:
         self.images = torch.as_tensor(images)
+        self.labels = torch.as_tensor(labels, dtype=torch.int64) if labels is not None else None
+        self.with_indices = with_indices
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -25,8 +31,12 @@ class InMemoryImages(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.images[i]
 
-    def __getitems__(self, indices: list[int]) -> torch.Tensor:
-        return self.images[torch.as_tensor(indices)]
+    def __getitems__(self, indices: list[int]) -> torch.Tensor | Batch:
+        idx = torch.as_tensor(indices)
+        x = self.images[idx]
+        if self.labels is None and not self.with_indices:
+            return x
+        return Batch(x, self.labels[idx] if self.labels is not None else None, idx if self.with_indices else None)
 
 
 class EpochShuffle(Sampler[int]):
@@ -63,8 +73,9 @@ def _stack(batch: Any) -> Any:
     return batch
 
 
-def train_loader(images: np.ndarray, batch_size: int, seed: int) -> DataLoader:
-    ds = InMemoryImages(images)
+def train_loader(images: np.ndarray, batch_size: int, seed: int, labels: np.ndarray | None = None,
+                 with_indices: bool = False) -> DataLoader:
+    ds = InMemoryImages(images, labels, with_indices)
     return DataLoader(ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed, batch_size), drop_last=True,
                       collate_fn=_stack, num_workers=0)
 
@@ -81,11 +92,11 @@ class EpochSetter(L.Callback):
 
 
 def train_stream_loader(root: str, batch_size: int, size: int, channels: int, seed: int,
-                        workers: int = 2) -> tuple[Any, shards.ShardStream]:
-    """The pretraining loader over shards: uint8 image batches, decoded in ``workers`` CPU
-    processes (or on the GPU in the main process when there is one)."""
+                        workers: int = 2, labels: bool = False) -> tuple[Any, shards.ShardStream]:
+    """The pretraining loader over shards: uint8 image batches (with ``labels``: ``(images, labels)``),
+    decoded in ``workers`` CPU processes (or on the GPU in the main process when there is one)."""
     gpu = torch.cuda.is_available()
     stream = shards.ShardStream(root, batch_size, size, channels, seed=seed, rank=rank(), world_size=world_size(),
-                                labels=False, device="cuda" if gpu else "cpu")
+                                labels=labels, device="cuda" if gpu else "cpu")
     return DataLoader(stream, batch_size=None, num_workers=0 if gpu else workers), stream
 

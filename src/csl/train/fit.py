@@ -14,6 +14,7 @@ import torch
 
 from csl.data.prepared import Prepared, StreamSplit
 from csl.encoders.global_bn import convert_to_global_bn
+from csl.methods.base import Method
 from csl.methods.config import MethodConfig
 from csl.train.build import build_method
 from csl.distributed import init_after_elastic_restart, launch_rank
@@ -23,6 +24,7 @@ from csl.train.checkpoint_io import AtomicCheckpointIO
 from csl.train.compile import compile_networks
 from csl.train.finite import FiniteLossGuard
 from csl.train.data import EpochSetter, train_loader, train_stream_loader
+from csl.train.features import EpochFeatures
 from csl.train.history import EpochHistory, MetricSink
 from csl.train.module import LOG_EVERY_N_STEPS, PretrainModule
 from csl.train.progress import StepProgressBar
@@ -85,12 +87,10 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     precision = resolve_precision(t.precision, t.accelerator)
     method = build_method(cfg, data.meta)
     if world > 1 and t.sync_batchnorm:
-        method = convert_to_global_bn(method)
+        convert_to_global_bn(method)  # in place: the children are replaced (the method is no BatchNorm)
     if t.compile:
         compile_networks(method)
-    check_dataset = getattr(method, "check_dataset", None)
-    if callable(check_dataset):
-        check_dataset(n_train)
+    method.check_dataset(n_train, labelled=len(data.meta.get("classes", [])) >= 2)
     module = PretrainModule(
         method, cfg.optimizer, cfg.schedule, lr,
         total_steps=steps_per_epoch * t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
@@ -104,11 +104,21 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     ]
     if t.progress_bar:
         callbacks.append(StepProgressBar(refresh_rate=10))
+    needs = method.needs
     if isinstance(data.train, StreamSplit):  # larger than memory: streamed from shards
-        loader, stream = train_stream_loader(data.train.root, t.batch_size, data.image_size, data.channels, t.seed)
+        if needs.indices or type(method).wants_features is not Method.wants_features:
+            from csl.errors import ConfigError
+
+            raise ConfigError(f"method '{cfg.method}' needs sample indices or whole-dataset features between "
+                              "epochs, which streamed shards do not give; use a dataset held in memory "
+                              "(data.dataset other than 'shards')")
+        loader, stream = train_stream_loader(data.train.root, t.batch_size, data.image_size, data.channels, t.seed,
+                                             labels=needs.labels)
         callbacks.append(EpochSetter(stream))
     else:
-        loader = train_loader(data.train.images, t.batch_size, t.seed)
+        loader = train_loader(data.train.images, t.batch_size, t.seed,
+                              labels=data.train.labels if needs.labels else None, with_indices=needs.indices)
+        callbacks.append(EpochFeatures(data.train.images, list(data.meta["mean"]), list(data.meta["std"])))
     torch.set_float32_matmul_precision("high")
     if world > 1:
         init_after_elastic_restart("nccl" if on_gpu(t.accelerator) else "gloo")

@@ -6,9 +6,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
 from csl.errors import NonFiniteLossError
+from csl.methods.base import Batch, Method
 from csl.train.optim import OptimizerConfig, build_optimizer
 from csl.train.schedule import ScheduleConfig, cosine_ramp, warmup_cosine
 
@@ -18,6 +18,16 @@ LOG_EVERY_N_STEPS = 10
 and the Python-float metrics follow it, so no other step waits on the device."""
 
 
+def as_batch(batch: Batch | tuple[torch.Tensor, torch.Tensor] | torch.Tensor) -> Batch:
+    """The loaders' batches as the method contract's :class:`Batch`: images alone (the in-memory
+    loader without labels), ``(images, labels)`` (the shard stream with labels), or a Batch."""
+    if isinstance(batch, Batch):
+        return batch
+    if isinstance(batch, (tuple, list)):
+        return Batch(batch[0], batch[1])
+    return Batch(batch)
+
+
 class PretrainModule(L.LightningModule):
     """Runs ``method.training_loss`` with the augmentation generator, optimizer and schedule.
 
@@ -25,9 +35,11 @@ class PretrainModule(L.LightningModule):
     stored in the checkpoint under ``"csl"``.
     """
 
+    method: Method
+
     def __init__(
         self,
-        method: nn.Module,
+        method: Method,
         optimizer: OptimizerConfig,
         schedule: ScheduleConfig,
         lr: float,
@@ -86,18 +98,17 @@ class PretrainModule(L.LightningModule):
         ``schedule.weight_decay_final`` when set. All are pure functions of the global step, so
         a resumed run continues with the same values."""
         step = self.global_step
-        before_step = getattr(self.method, "before_step", None)
-        if callable(before_step):
-            before_step(step, self.total_steps, self.steps_per_epoch)
+        self.method.before_step(step, self.total_steps, self.steps_per_epoch)
         if self.sched_cfg.weight_decay_final is not None:
             wd = cosine_ramp(step, self.total_steps, self.opt_cfg.weight_decay, self.sched_cfg.weight_decay_final)
             opt = self.optimizers()
             assert not isinstance(opt, list)
             opt.param_groups[0]["weight_decay"] = wd  # group 0 holds the decayed parameters
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch | tuple[torch.Tensor, torch.Tensor] | torch.Tensor,
+                      batch_idx: int) -> torch.Tensor:
         assert self.generator is not None
-        out = self.method.training_loss(batch, self.generator)  # type: ignore[operator]
+        out = self.method.training_loss(as_batch(batch), self.generator)
         loss = out["loss"]
         self._record_finite(loss.detach())
         # prog_bar=False: Lightning reads progress-bar metrics back after every step
@@ -116,19 +127,15 @@ class PretrainModule(L.LightningModule):
         self._bad_loss = torch.where(first, loss.float(), self._bad_loss)
 
     def on_after_backward(self) -> None:
-        after_backward = getattr(self.method, "after_backward", None)
-        if callable(after_backward):
-            after_backward()
+        self.method.after_backward()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """After the optimizer step: update explicit method state (EMA targets) with the
         step-indexed schedule value the method computes from ``(step, total_steps)``."""
-        after_step = getattr(self.method, "after_step", None)
-        if callable(after_step):
-            values = after_step(self.global_step - 1, self.total_steps)
-            if self.logging_step(self.global_step - 1):
-                for k, v in values.items():
-                    self.log(k, v, on_step=True, on_epoch=False)
+        values = self.method.after_step(self.global_step - 1, self.total_steps)
+        if self.logging_step(self.global_step - 1):
+            for k, v in values.items():
+                self.log(k, v, on_step=True, on_epoch=False)
 
     def configure_optimizers(self) -> Any:
         opt = build_optimizer(self.method, self.opt_cfg, self.lr)
