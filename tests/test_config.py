@@ -76,13 +76,13 @@ def test_int_is_accepted_for_float() -> None:
 def test_unknown_method_lists_valid_names() -> None:
     r = raw()
     r["methods"]["simclr-tiny"]["method"] = "simclrr"
-    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, cpc, dim, dino, moco_v2, moco_v3, simclr, simsiam, supcon, swav"):
+    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, clae, cpc, dim, dino, imix, kcl, mochi, moco_v2, moco_v3, pcl, simclr, simsiam, supcon, swav"):
         parse_params(r)
 
 
 @pytest.mark.parametrize("part,kind,valid", [
     ("encoder", "encoder", "amdim, patch_grid, resnet, small_cnn"),
-    ("loss", "loss", "amdim_nce, barlow_twins, byol, cpc_infonce, dcl, dino, hcl, info_nce, negative_cosine, nt_xent, supcon, swav"),
+    ("loss", "loss", "amdim_nce, barlow_twins, byol, cpc_infonce, dcl, dino, hcl, imix_npair, info_nce, negative_cosine, nt_xent, supcon, swav"),
     ("augment", "augmentation", "amdim, byol, cpc, dino, moco_v2, simclr, swav, views"),
     ("extract", "extractor", "dino_head, identity, mlp_projection"),
     ("similarity", "similarity", "cosine, dot"),

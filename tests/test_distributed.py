@@ -39,6 +39,13 @@ CASES = {  # a case per method (its name), and per loss a method can swap in ("m
     "simsiam": ("two", {}),
     "barlow_twins": ("two", {}),
     "moco_v2": ("two", {"method": {"name": "moco_v2", "queue_size": 128, "key_bn_groups": 1, "symmetric": True}}),
+    "mochi": ("two", {"method": {"name": "mochi", "queue_size": 128, "key_bn_groups": 1, "symmetric": True,
+                                 "n_hardest": 16, "s": 8, "s_prime": 4}}),
+    "imix": ("two", {}),
+    "clae": ("two", {}),
+    "kcl": ("two", {"method": {"name": "kcl", "queue_size": 128, "key_bn_groups": 1, "symmetric": True, "k": 3}}),
+    "pcl": ("two", {"method": {"name": "pcl", "queue_size": 128, "key_bn_groups": 1, "symmetric": True,
+                               "num_clusters": [4, 8], "negative_prototypes": 4, "warmup_epochs": 0}}),
     "moco_v3": ("two", {}),
     "swav": ("multicrop", {"method": {"name": "swav", "prototypes": 10}}),
     "dino": ("multicrop", {}),
@@ -53,14 +60,21 @@ def build(name: str) -> Method:
     raw = {**tiny_method(), **VARIANTS[name.split("+")[0]], **extra, "augment": AUGMENT[aug]}
     torch.manual_seed(0)
     method = build_method(parse_method(raw, f"methods.{name}"), META)
+    if hasattr(method, "label_queue"):  # KCL: a filled label queue, so that queued positives take part
+        method.label_queue.copy_(torch.arange(method.label_queue.shape[0]) % 3)
+    if name == "pcl":  # prototypes of a 256-image training set (this batch: rows 0..15), so ProtoNCE takes part
+        method.check_dataset(256, labelled=True)
+        method.on_epoch_features(0, torch.nn.functional.normalize(
+            torch.randn(256, 16, generator=torch.Generator().manual_seed(9)), dim=1))
     convert_to_global_bn(method)
     return method
 
 
-def loss_and_grads(method: Method, images: torch.Tensor,
-                   labels: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
+def loss_and_grads(method: Method, images: torch.Tensor, labels: torch.Tensor,
+                   indices: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
     method.zero_grad()
-    loss = method.training_loss(batch_for(method, images, labels), torch.Generator().manual_seed(1))["loss"]
+    batch = batch_for(method, images, labels, indices)
+    loss = method.training_loss(batch, torch.Generator().manual_seed(1))["loss"]
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in method.named_parameters() if p.grad is not None}
     return float(loss), grads
@@ -83,7 +97,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         for name in CASES:
             method = build(name)
             rows = slice(rank * BATCH, (rank + 1) * BATCH)
-            loss, grads = loss_and_grads(method, images()[rows], labels()[rows])
+            loss, grads = loss_and_grads(method, images()[rows], labels()[rows], torch.arange(2 * BATCH)[rows])
             for g in grads.values():  # DDP's gradient average
                 dist.all_reduce(g)
                 g /= 2
@@ -113,7 +127,7 @@ def two_process_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_two_processes_equal_one_process(name: str, two_process_results: dict) -> None:
     method = build(name)
-    loss, grads = loss_and_grads(method, images(), labels())
+    loss, grads = loss_and_grads(method, images(), labels(), torch.arange(2 * BATCH))
     got = two_process_results[name]
     assert got["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5)
     assert set(got["grads"]) == set(grads)

@@ -23,6 +23,9 @@ from test_train import CrashAtEpoch
 
 STATE_KEYS = {
     "moco_v2": ("method.queue", "method.target_encoder.features.0.weight"),
+    "kcl": ("method.queue", "method.label_queue"),
+    "pcl": ("method.queue", "method.centroids_0", "method.density_1", "method.im2cluster_1"),  # k-means at 1, 2
+    "mochi": ("method.queue", "method.target_encoder.features.0.weight"),  # mixes from step 2 of 12
     "swav": ("method.queue", "method.queue_count", "method.prototypes.weight"),
     "dino": ("method.center", "method.target_projector.last_v", "method.target_encoder.features.0.weight"),
 }

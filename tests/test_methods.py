@@ -32,6 +32,18 @@ VARIANTS = {
     "moco_v2": {"method": {"name": "moco_v2", "queue_size": 128, "key_bn_groups": 2, "momentum_base": 0.9,
                            "momentum_final": 0.9},
                 "augment": "moco_v2", "loss": {"name": "info_nce", "temperature": 0.2}},
+    "mochi": {"method": {"name": "mochi", "queue_size": 128, "key_bn_groups": 2, "momentum_base": 0.9,
+                         "momentum_final": 0.9, "n_hardest": 16, "s": 8, "s_prime": 4, "start_step": 2},
+              "augment": "moco_v2", "loss": {"name": "info_nce", "temperature": 0.2}},
+    "clae": {"method": {"name": "clae", "eps": 0.03, "alpha": 1.0}},
+    "imix": {"method": {"name": "imix", "alpha": 1.0}, "loss": {"name": "imix_npair", "temperature": 0.2}},
+    "kcl": {"method": {"name": "kcl", "queue_size": 128, "key_bn_groups": 2, "momentum_base": 0.9,
+                       "momentum_final": 0.9, "k": 3},
+            "augment": "moco_v2", "loss": {"name": "info_nce", "temperature": 0.2}},
+    "pcl": {"method": {"name": "pcl", "queue_size": 128, "key_bn_groups": 2, "momentum_base": 0.9,
+                       "momentum_final": 0.9, "num_clusters": [4, 8], "negative_prototypes": 4, "warmup_epochs": 1,
+                       "kmeans_iterations": 5, "kmeans_redo": 2},
+            "augment": "moco_v2", "loss": {"name": "info_nce", "temperature": 0.2}},
     "moco_v3": {"method": {"name": "moco_v3", "predictor": {"hidden_dim": 32}, "momentum_base": 0.9},
                 "augment": "byol", "loss": {"name": "info_nce", "temperature": 1.0, "scale": 2.0}},
     "swav": {"method": {"name": "swav", "prototypes": 10, "queue_length": 64, "queue_start_epoch": 0},
@@ -49,13 +61,16 @@ VARIANTS = {
 META = {"shape": [1, 16, 16], "mean": [0.3], "std": [0.3]}
 
 
-def batch_for(method: Method, images: torch.Tensor, labels: torch.Tensor | None = None) -> Batch:
+def batch_for(method: Method, images: torch.Tensor, labels: torch.Tensor | None = None,
+              indices: torch.Tensor | None = None) -> Batch:
     """The batch the data path gives ``method``: labels and indices only when it needs them (three
-    classes by default, so that every image has positives of its class)."""
+    classes by default, so that every image has positives of its class; rows 0..N-1 by default)."""
     n = images.shape[0]
     if labels is None:
         labels = torch.arange(n) % 3
-    return Batch(images, labels if method.needs.labels else None, torch.arange(n) if method.needs.indices else None)
+    if indices is None:
+        indices = torch.arange(n)
+    return Batch(images, labels if method.needs.labels else None, indices if method.needs.indices else None)
 
 
 def config(name: str) -> dict:

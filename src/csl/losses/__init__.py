@@ -6,12 +6,13 @@ a builder that returns a callable; its ``kind`` says which call a method makes:
 
 * ``contrastive``: ``(z_a, z_b, similarity)``; ``predictive``: ``(prediction, target)``;
   ``redundancy``: ``(z_a, z_b)``;
-* ``key_contrastive``: ``(query, key, queue | None)`` (MoCo);
+* ``key_contrastive``: ``(query, key, queue | None[, synthetic negatives, queue positives])`` (MoCo, MoCHi, KCL);
 * ``clustering``: ``(scores per view, assign views, queued scores)`` (SwAV);
 * ``distillation``: ``(student views, teacher views, centre, teacher temperature)`` (DINO);
 * ``feature_map``: ``(source (N, D), target (N, D, L))`` (AMDIM, YADIM);
 * ``predictive_coding``: ``(predictions per step, patch grid)`` (CPC);
-* ``supervised``: ``(views, labels, similarity)`` (SupCon).
+* ``supervised``: ``(views, labels, similarity)`` (SupCon);
+* ``mixed_instance``: ``(mixed queries, keys, partner permutation, lambda, similarity)`` (i-Mix).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from csl.losses.barlow_twins import barlow_twins
 from csl.losses.cpc import cpc_infonce
 from csl.losses.debiased import hard_negative_nt_xent
 from csl.losses.dino import dino_loss
+from csl.losses.imix import imix_npair
 from csl.losses.info_nce import info_nce
 from csl.losses.negative_cosine import byol_loss, negative_cosine
 from csl.losses.nt_xent import nt_xent
@@ -108,6 +110,27 @@ def _build_supcon(cfg: SupConLossConfig) -> Callable[..., torch.Tensor]:
 
 
 @dataclass(frozen=True)
+class IMixLossConfig:
+    """i-Mix's N-pair loss (arXiv 2010.08887; kibok90/imix): ``temperature = 0.2``."""
+
+    temperature: float = 0.2
+
+    def validate(self, path: str) -> None:
+        from csl.errors import ConfigError
+
+        if self.temperature <= 0:
+            raise ConfigError(f"'{path}.temperature' must be > 0")
+
+
+def _build_imix(cfg: IMixLossConfig) -> Callable[..., torch.Tensor]:
+    def loss(mixed: torch.Tensor, keys: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor,
+             similarity: Any) -> torch.Tensor:
+        return imix_npair(mixed, keys, perm, lam, similarity, cfg.temperature)
+
+    return loss
+
+
+@dataclass(frozen=True)
 class NoLossParams:
     """This loss takes no parameters."""
 
@@ -144,8 +167,9 @@ class InfoNCEConfig:
 
 
 def _build_info_nce(cfg: InfoNCEConfig) -> Callable[..., torch.Tensor]:
-    def loss(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None) -> torch.Tensor:
-        return cfg.scale * info_nce(query, key, queue, cfg.temperature)
+    def loss(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None,
+             synthetic: torch.Tensor | None = None, positives: torch.Tensor | None = None) -> torch.Tensor:
+        return cfg.scale * info_nce(query, key, queue, cfg.temperature, synthetic, positives)
 
     return loss
 
@@ -219,6 +243,8 @@ LOSSES: dict[str, Entry] = {
                  "exp(beta * similarity)", kind="contrastive"),
     "supcon": Entry(SupConLossConfig, _build_supcon, "SupCon's supervised contrastive loss: every view of the "
                     "anchor's class is a positive", kind="supervised"),
+    "imix_npair": Entry(IMixLossConfig, _build_imix, "i-Mix's N-pair loss with mixed virtual labels",
+                        kind="mixed_instance"),
     "byol": Entry(NoLossParams, lambda cfg: byol_loss, "BYOL's normalized MSE, 2 - 2 cos(p, sg(z))",
                   kind="predictive"),
     "negative_cosine": Entry(NoLossParams, lambda cfg: negative_cosine, "SimSiam's -cos(p, sg(z))",
@@ -237,4 +263,4 @@ LOSSES: dict[str, Entry] = {
 }
 
 __all__ = ["nt_xent", "info_nce", "amdim_nce", "cpc_infonce", "negative_cosine", "byol_loss", "barlow_twins", "sinkhorn", "swav_loss",
-           "dino_loss", "supcon", "hard_negative_nt_xent", "LOSSES", "NTXentConfig"]
+           "dino_loss", "supcon", "hard_negative_nt_xent", "imix_npair", "LOSSES", "NTXentConfig"]

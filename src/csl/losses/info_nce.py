@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 
 def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None = None,
-             temperature: float = 0.2) -> torch.Tensor:
+             temperature: float = 0.2, synthetic: torch.Tensor | None = None,
+             positives: torch.Tensor | None = None) -> torch.Tensor:
     r"""MoCo's contrastive loss for ``N`` queries and their positive keys,
 
     .. math::
@@ -26,6 +27,13 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None 
     Args:
         query: ``(N, D)``; key: ``(N, D)``, row ``i`` the positive of ``query[i]``;
         queue: ``(K, D)`` negatives (``K`` may be 0), or ``None`` for in-batch negatives.
+        synthetic: ``(N, S, D)`` more negatives per query, appended after the queue's (MoCHi's
+            mixes, :func:`csl.losses.mochi.hard_negative_mixes`); with a queue only.
+        positives: bool ``(N, K)``: queue entries that are positives of query ``i`` too (KCL's
+            ``k`` same-class keys, :func:`csl.losses.kcl.k_same_class`). The target is then uniform
+            over the key and the marked entries, ``1 / (1 + k_i)`` each, and the loss is the soft
+            cross-entropy :math:`-\sum_j y_{ij} \log \mathrm{softmax}(\ell_i)_j` (KCL); without it
+            the key is the one positive.
 
     Returns:
         Scalar (fp32).
@@ -33,12 +41,22 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None 
     q = F.normalize(query.float(), dim=1)
     k = F.normalize(key.float(), dim=1)
     if queue is None:
+        if synthetic is not None:
+            raise ValueError("synthetic negatives are mixed from a queue: pass the queue too")
         logits = q @ k.T / temperature  # logits: N x N, positives on the diagonal
         targets = torch.arange(q.shape[0], device=q.device)
         return F.cross_entropy(logits, targets)
     negatives = F.normalize(queue.float(), dim=1)
     pos = (q * k).sum(dim=1, keepdim=True)  # pos: N x 1
     neg = q @ negatives.T  # neg: N x K
-    logits = torch.cat([pos, neg], dim=1) / temperature  # logits: N x (1+K)
+    if synthetic is not None:  # per-query negatives: N x S
+        neg = torch.cat([neg, torch.einsum("nd,nsd->ns", q, F.normalize(synthetic.float(), dim=2))], dim=1)
+    logits = torch.cat([pos, neg], dim=1) / temperature  # logits: N x (1+K[+S])
+    if positives is not None:  # KCL: soft target over the key and the queue's same-class keys
+        mask = torch.cat([torch.ones_like(positives[:, :1]), positives], dim=1).float()  # N x (1+K)
+        if synthetic is not None:
+            mask = torch.cat([mask, mask.new_zeros(mask.shape[0], synthetic.shape[1])], dim=1)
+        target = mask / mask.sum(1, keepdim=True)
+        return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
     targets = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)  # the positive is column 0
     return F.cross_entropy(logits, targets)

@@ -16,7 +16,12 @@ from csl.methods.byol import BYOL, BYOLConfig, build_byol
 from csl.methods.cpc import CPC, CPCConfig, build_cpc
 from csl.methods.dim import DIM, DIMConfig, build_dim
 from csl.methods.dino import DINO, DINOConfig, build_dino
+from csl.methods.clae import CLAE, CLAEConfig, build_clae
+from csl.methods.imix import IMix, IMixConfig, build_imix
+from csl.methods.kcl import KCL, KCLConfig, build_kcl
+from csl.methods.mochi import MoCHiConfig, build_mochi
 from csl.methods.moco import MoCo, MoCoV2Config, MoCoV3Config, build_moco
+from csl.methods.pcl import PCL, PCLConfig, build_pcl
 from csl.methods.simclr import SimCLR, SimCLRConfig, build_simclr
 from csl.methods.simsiam import SimSiam, SimSiamConfig, build_simsiam
 from csl.methods.supcon import SupCon, SupConConfig, build_supcon
@@ -39,6 +44,21 @@ METHODS: dict[str, Entry] = {
     "moco_v2": Entry(MoCoV2Config, build_moco,
                      "MoCo v2 (arXiv 2003.04297): EMA key encoder, queue of negatives, shuffle-BN groups",
                      accepts=("key_contrastive",)),
+    "mochi": Entry(MoCHiConfig, build_mochi,
+                   "MoCHi (arXiv 2010.01028): MoCo v2 + synthetic hard negatives mixed from the queue",
+                   accepts=("key_contrastive",)),
+    "clae": Entry(CLAEConfig, build_clae,
+                  "CLAE (arXiv 2010.12050): SimCLR + a one-step FGSM view with its own batch norms",
+                  accepts=("contrastive",)),
+    "imix": Entry(IMixConfig, build_imix,
+                  "i-Mix (arXiv 2010.08887): input mixup with mixed virtual instance labels, N-pair (SimCLR)",
+                  accepts=("mixed_instance",)),
+    "kcl": Entry(KCLConfig, build_kcl,
+                 "KCL (ICLR 2021, BalFeat): MoCo v2 + label queue, k same-class keys as positives "
+                 "(uses labels)", accepts=("key_contrastive",)),
+    "pcl": Entry(PCLConfig, build_pcl,
+                 "PCL (arXiv 2005.04966): MoCo v2 + ProtoNCE over k-means prototypes of the training set, "
+                 "recomputed between epochs", accepts=("key_contrastive",)),
     "moco_v3": Entry(MoCoV3Config, build_moco,
                      "MoCo v3 (arXiv 2104.02057): predictor, symmetric in-batch InfoNCE, cosine momentum",
                      accepts=("key_contrastive",)),
@@ -59,4 +79,4 @@ METHODS: dict[str, Entry] = {
                     "(uses labels: a supervised reference)", accepts=("supervised",)),
 }
 
-__all__ = ["METHODS", "SimCLR", "BYOL", "SimSiam", "BarlowTwins", "MoCo", "SwAV", "DINO", "DIM", "CPC", "SupCon"]
+__all__ = ["METHODS", "SimCLR", "BYOL", "SimSiam", "BarlowTwins", "MoCo", "SwAV", "DINO", "DIM", "CPC", "SupCon", "KCL", "IMix", "CLAE", "PCL"]

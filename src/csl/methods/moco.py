@@ -27,9 +27,11 @@ from torch import nn
 
 from csl.methods.base import Batch, Method, Parts
 
-from csl.distributed import gather_all
+from csl.distributed import gather, gather_all
 from csl.errors import ConfigError
 from csl.extract.projection import PredictorConfig, build_predictor
+from csl.losses.kcl import k_same_class
+from csl.losses.mochi import hard_negative_mixes
 from csl.methods.ema import ema_update, make_target
 from csl.methods.views import require_views
 from csl.train.schedule import cosine_momentum
@@ -50,6 +52,17 @@ class MoCoSettings:
     momentum_base: float
     momentum_final: float
     predictor: PredictorConfig | None
+
+
+@dataclass(frozen=True)
+class HardNegatives:
+    """MoCHi's mixing (:func:`csl.losses.mochi.hard_negative_mixes`): from ``start_step`` on, ``s``
+    mixes of two and ``s_prime`` mixes with the query, from each query's ``n_hardest`` queue negatives."""
+
+    n_hardest: int
+    s: int
+    s_prime: int
+    start_step: int
 
 
 @dataclass(frozen=True)
@@ -105,11 +118,16 @@ class MoCoV3Config:
 class MoCo(Method):
     queue: torch.Tensor
     queue_ptr: torch.Tensor
+    label_queue: torch.Tensor
 
     def __init__(self, cfg: MoCoSettings, augment: nn.Module, encoder: nn.Module,
-                 head: nn.Module, loss: Callable[..., torch.Tensor], channels_last: bool) -> None:
+                 head: nn.Module, loss: Callable[..., torch.Tensor], channels_last: bool,
+                 hard_negatives: HardNegatives | None = None, k_positives: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
+        self.hard_negatives = hard_negatives
+        self.k_positives = k_positives
+        self._step = 0
         self.augment = augment
         self.encoder = encoder
         self.projector = head
@@ -124,6 +142,8 @@ class MoCo(Method):
             # MoCo initializes the queue with random unit vectors
             self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, dim), dim=1))
             self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+            if k_positives:  # KCL: the label of every queued key (-1: an empty slot)
+                self.register_buffer("label_queue", torch.full((cfg.queue_size,), -1, dtype=torch.long))
 
     def check_dataset(self, n_train: int, labelled: bool) -> None:
         super().check_dataset(n_train, labelled)
@@ -144,6 +164,11 @@ class MoCo(Method):
         return out[torch.argsort(perm)] if perm is not None else out
 
     def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        queries, keys = self.embed(batch, generator)
+        return {"loss": self.instance_loss(queries, keys, batch, generator)}
+
+    def embed(self, batch: Batch, generator: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The global batch's queries (one per loss direction) and their keys (no gradient)."""
         images = batch.images
         v1, v2 = self.augment(images, generator)[:2]
         n = images.shape[0]
@@ -156,20 +181,44 @@ class MoCo(Method):
                 perm = torch.randperm(n, device=generator.device, generator=generator) if self.groups > 1 else None
                 keys.append(self._branch(v, self.target_encoder, self.target_projector,
                                          perm.to(images.device) if perm is not None else None))
-        keys = gather_all(keys)  # the global batch's keys: negatives for v3, the queue's input for v2
+        return queries, gather_all(keys)  # the global batch's keys: negatives for v3, the queue's input for v2
+
+    def instance_loss(self, queries: list[torch.Tensor], keys: list[torch.Tensor], batch: Batch,
+                      generator: torch.Generator) -> torch.Tensor:
+        """InfoNCE of each query against its key and the negatives (queue, or in-batch keys), with
+        MoCHi's mixes and KCL's queued positives when configured; then the keys are enqueued."""
         negatives = self.queue.clone() if self.cfg.queue_size else None
-        loss = sum(self.loss_fn(q, k, negatives) for q, k in zip(queries, keys))
+        labels = None
+        positives = None
+        if self.k_positives and negatives is not None:  # KCL: k same-class queue keys are positives too
+            if batch.labels is None:
+                raise ValueError("KCL needs the batch's labels (the data path loads them when a method needs them)")
+            labels = gather(batch.labels)
+            positives = k_same_class(labels, self.label_queue.clone(), self.k_positives, generator)
+        mix = self.hard_negatives
+        loss = torch.zeros((), device=batch.images.device)
+        for q, k in zip(queries, keys):
+            synthetic = None
+            if mix is not None and negatives is not None and self._step >= mix.start_step:  # MoCHi
+                synthetic = hard_negative_mixes(q, negatives, mix.n_hardest, mix.s, mix.s_prime, generator)
+            loss = loss + self.loss_fn(q, k, negatives, synthetic, positives)
         if self.cfg.queue_size:
-            self._enqueue(torch.cat(keys))
-        return {"loss": loss}  # type: ignore[dict-item]
+            self._enqueue(torch.cat(keys), labels.repeat(len(keys)) if labels is not None else None)
+        return loss
+
+    def before_step(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
+        self._step = step  # MoCHi mixes from its start step on
 
     @torch.no_grad()
-    def _enqueue(self, keys: torch.Tensor) -> None:
-        """Replace the oldest entries (a ring buffer, as MoCo's ``_dequeue_and_enqueue``)."""
+    def _enqueue(self, keys: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Replace the oldest entries (a ring buffer, as MoCo's ``_dequeue_and_enqueue``); KCL's
+        labels go to the same slots of the label queue."""
         size = self.queue.shape[0]
         k = F.normalize(keys.float(), dim=1)[-size:]
         idx = (self.queue_ptr + torch.arange(k.shape[0], device=k.device)) % size
         self.queue[idx] = k
+        if labels is not None:
+            self.label_queue[idx] = labels[-size:]
         self.queue_ptr.copy_((self.queue_ptr + k.shape[0]) % size)
 
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:
