@@ -76,7 +76,7 @@ def test_int_is_accepted_for_float() -> None:
 def test_unknown_method_lists_valid_names() -> None:
     r = raw()
     r["methods"]["simclr-tiny"]["method"] = "simclrr"
-    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, clae, cpc, dim, dino, imix, kcl, mochi, moco_v2, moco_v3, pcl, simclr, simsiam, supcon, swav"):
+    with pytest.raises(ConfigError, match=r"unknown method 'simclrr'.*valid names: barlow_twins, byol, clae, cpc, dim, dino, imix, imix_moco, kcl, mochi, moco_v2, moco_v3, pcl, simclr, simsiam, supcon, swav"):
         parse_params(r)
 
 

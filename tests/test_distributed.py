@@ -42,6 +42,8 @@ CASES = {  # a case per method (its name), and per loss a method can swap in ("m
     "mochi": ("two", {"method": {"name": "mochi", "queue_size": 128, "key_bn_groups": 1, "symmetric": True,
                                  "n_hardest": 16, "s": 8, "s_prime": 4}}),
     "imix": ("two", {}),
+    "imix_moco": ("two", {"method": {"name": "imix_moco", "queue_size": 128, "key_bn_groups": 1,
+                                     "symmetric": True}}),
     "clae": ("two", {}),
     "kcl": ("two", {"method": {"name": "kcl", "queue_size": 128, "key_bn_groups": 1, "symmetric": True, "k": 3}}),
     "pcl": ("two", {"method": {"name": "pcl", "queue_size": 128, "key_bn_groups": 1, "symmetric": True,

@@ -90,3 +90,44 @@ def test_compositions_without_instance_logits_are_refused() -> None:
         parse_method({**tiny_method(), **VARIANTS["imix"], "loss": "nt_xent"}, "m")
     with pytest.raises(ConfigError, match="method 'byol' cannot use loss 'imix_npair' \\(a mixed_instance loss\\)"):
         parse_method({**tiny_method(), **VARIANTS["byol"], "loss": "imix_npair"}, "m")
+
+
+def naive_imix_moco(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, perm: torch.Tensor, lam: float,
+                    t: float) -> float:
+    total = 0.0
+    cands = [F.normalize(x, dim=0) for x in k] + ([F.normalize(x, dim=0) for x in queue] if queue is not None else [])
+    for i in range(q.shape[0]):
+        s = [float(F.normalize(q[i], dim=0) @ c) / t for c in cands]
+        lse = math.log(sum(math.exp(x) for x in s))
+        total += lam * (lse - s[i]) + (1 - lam) * (lse - s[int(perm[i])])
+    return total / q.shape[0]
+
+
+def test_imix_on_moco_scores_in_batch_keys_and_the_queue() -> None:
+    from csl.losses.info_nce import info_nce
+
+    g = torch.Generator().manual_seed(7)
+    q, k, queue = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g), torch.randn(6, 5, generator=g)
+    perm = torch.tensor([3, 2, 0, 1])
+    for qu in (queue, None):
+        got = info_nce(q, k, qu, 0.2, mix=(perm, torch.tensor(0.6)))
+        assert got.item() == pytest.approx(naive_imix_moco(q, k, qu, perm, 0.6, 0.2), rel=1e-5)
+
+
+def test_imix_on_moco_mixes_the_query_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    from csl.methods import moco as moco_module
+
+    torch.manual_seed(0)
+    method = build_method(parse_method({**tiny_method(), **VARIANTS["imix_moco"]}, "methods.imix_moco"), META)
+    monkeypatch.setattr(moco_module, "sample_beta", lambda alpha, g: torch.tensor(0.2))  # folded to 0.8
+    seen: list[torch.Tensor] = []
+    original = moco_module.MoCo._branch
+    monkeypatch.setattr(moco_module.MoCo, "_branch",
+                        lambda self, x, *a: seen.append(x.detach()) or original(self, x, *a))
+    images = torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    method.training_loss(Batch(images), torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    v1, v2 = method.augment(images, g)[:2]
+    perm = torch.randperm(8, generator=g)
+    torch.testing.assert_close(seen[0], 0.8 * v1 + 0.2 * v1[perm])  # the query's input is mixed
+    torch.testing.assert_close(seen[1], v2)  # the key's is not

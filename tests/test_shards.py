@@ -175,3 +175,49 @@ def test_the_pipeline_stages_stream_a_sharded_dataset(tmp_path: Path) -> None:
     assert 0.0 <= metrics["linear_top1"] <= 1.0
     emap = np.load(proj / "runs/s/eval/embedding_map.npz")
     assert len(emap["labels"]) == 20  # sampled from the 32 streamed test images
+
+
+def test_streamed_batches_carry_labels_for_a_method_that_needs_them(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """SupCon on shards: every streamed image arrives with its own label; a method that needs sample
+    indices or whole-dataset features is refused on shards before training, naming the fix."""
+    import yaml
+
+    from conftest import tiny_method
+    from csl.errors import ConfigError
+    from csl.methods.base import Batch
+    from csl.methods.config import parse_method
+    from csl.methods.supcon import SupCon
+    from csl.params import load_params
+    from csl.stages.layout import Layout
+    from csl.stages.prepare import prepare
+    from csl.train.fit import fit
+    from csl.cli import main
+    from csl.data import load
+    from test_methods import VARIANTS
+
+    src, decoded, labels = jpeg_zip(tmp_path, 96)
+    assert main(["shard", "--source", str(src), "--out", str(tmp_path / "sh" / "train"), "--shard-size", "40"]) == 0
+    assert main(["shard", "--source", str(src), "--split", "test", "--out", str(tmp_path / "sh" / "test")]) == 0
+    label_of = {img.tobytes(): int(y) for img, y in zip(decoded, labels)}
+    method = {**tiny_method(batch_size=32, precision="32-true", channels_last=False), **VARIANTS["supcon"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "data": {"dataset": "shards", "source": str(tmp_path / "sh"), "image_size": 16},
+        "variants": ["s"], "methods": {"s": method}}))
+    params = load_params(tmp_path / "params.yaml")
+    prepare(params, tmp_path)
+    data = load(Layout(tmp_path, params).prepared)
+    assert data.streamed
+    seen: list[Batch] = []
+    original = SupCon.training_loss
+    monkeypatch.setattr(SupCon, "training_loss", lambda self, b, g: seen.append(b) or original(self, b, g))
+    monkeypatch.setattr("csl.train.data.torch.cuda.is_available", lambda: False)
+    fit(params.variant("s").config, data, tmp_path / "ckpt")
+    assert len(seen) == 96 // 32
+    for b in seen:
+        assert b.labels is not None and b.indices is None
+        assert [label_of[x.numpy().tobytes()] for x in b.images] == b.labels.tolist()
+    pcl = parse_method({**tiny_method(batch_size=32), **VARIANTS["pcl"],
+                        "method": {**VARIANTS["pcl"]["method"], "queue_size": 32}}, "m")
+    with pytest.raises(ConfigError, match="needs sample indices or whole-dataset features.*data.dataset other than"):
+        fit(pcl, data, tmp_path / "ckpt-pcl")

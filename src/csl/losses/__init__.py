@@ -6,7 +6,8 @@ a builder that returns a callable; its ``kind`` says which call a method makes:
 
 * ``contrastive``: ``(z_a, z_b, similarity)``; ``predictive``: ``(prediction, target)``;
   ``redundancy``: ``(z_a, z_b)``;
-* ``key_contrastive``: ``(query, key, queue | None[, synthetic negatives, queue positives])`` (MoCo, MoCHi, KCL);
+* ``key_contrastive``: ``(query, key, queue | None[, synthetic negatives, queue positives, i-Mix's (perm, lam)])``
+  (MoCo, MoCHi, KCL, i-Mix on MoCo);
 * ``clustering``: ``(scores per view, assign views, queued scores)`` (SwAV);
 * ``distillation``: ``(student views, teacher views, centre, teacher temperature)`` (DINO);
 * ``feature_map``: ``(source (N, D), target (N, D, L))`` (AMDIM, YADIM);
@@ -168,8 +169,9 @@ class InfoNCEConfig:
 
 def _build_info_nce(cfg: InfoNCEConfig) -> Callable[..., torch.Tensor]:
     def loss(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None,
-             synthetic: torch.Tensor | None = None, positives: torch.Tensor | None = None) -> torch.Tensor:
-        return cfg.scale * info_nce(query, key, queue, cfg.temperature, synthetic, positives)
+             synthetic: torch.Tensor | None = None, positives: torch.Tensor | None = None,
+             mix: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        return cfg.scale * info_nce(query, key, queue, cfg.temperature, synthetic, positives, mix)
 
     return loss
 

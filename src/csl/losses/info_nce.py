@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None = None,
              temperature: float = 0.2, synthetic: torch.Tensor | None = None,
-             positives: torch.Tensor | None = None) -> torch.Tensor:
+             positives: torch.Tensor | None = None,
+             mix: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     r"""MoCo's contrastive loss for ``N`` queries and their positive keys,
 
     .. math::
@@ -34,12 +35,25 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None 
             over the key and the marked entries, ``1 / (1 + k_i)`` each, and the loss is the soft
             cross-entropy :math:`-\sum_j y_{ij} \log \mathrm{softmax}(\ell_i)_j` (KCL); without it
             the key is the one positive.
+        mix: ``(perm, lam)``, i-Mix on MoCo (arXiv 2010.08887; kibok90/imix): the query is of the
+            mixed input ``lam x_i + (1 - lam) x_perm(i)``, the batch's keys join the candidates
+            (before the queue's), and the target is ``lam`` on key ``i`` and ``1 - lam`` on key
+            ``perm(i)``.
 
     Returns:
         Scalar (fp32).
     """
     q = F.normalize(query.float(), dim=1)
     k = F.normalize(key.float(), dim=1)
+    if mix is not None:  # i-Mix: in-batch keys (+ queue), mixed virtual labels
+        perm, lam = mix
+        logits = q @ k.T
+        if queue is not None:
+            logits = torch.cat([logits, q @ F.normalize(queue.float(), dim=1).T], dim=1)
+        logits = logits / temperature  # N x (N [+ K])
+        own = torch.arange(q.shape[0], device=q.device)
+        lam = lam.to(logits.device, torch.float32)
+        return lam * F.cross_entropy(logits, own) + (1 - lam) * F.cross_entropy(logits, perm.to(q.device))
     if queue is None:
         if synthetic is not None:
             raise ValueError("synthetic negatives are mixed from a queue: pass the queue too")

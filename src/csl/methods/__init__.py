@@ -17,7 +17,7 @@ from csl.methods.cpc import CPC, CPCConfig, build_cpc
 from csl.methods.dim import DIM, DIMConfig, build_dim
 from csl.methods.dino import DINO, DINOConfig, build_dino
 from csl.methods.clae import CLAE, CLAEConfig, build_clae
-from csl.methods.imix import IMix, IMixConfig, build_imix
+from csl.methods.imix import IMix, IMixConfig, IMixMoCoConfig, build_imix, build_imix_moco
 from csl.methods.kcl import KCL, KCLConfig, build_kcl
 from csl.methods.mochi import MoCHiConfig, build_mochi
 from csl.methods.moco import MoCo, MoCoV2Config, MoCoV3Config, build_moco
@@ -53,6 +53,9 @@ METHODS: dict[str, Entry] = {
     "imix": Entry(IMixConfig, build_imix,
                   "i-Mix (arXiv 2010.08887): input mixup with mixed virtual instance labels, N-pair (SimCLR)",
                   accepts=("mixed_instance",)),
+    "imix_moco": Entry(IMixMoCoConfig, build_imix_moco,
+                       "i-Mix on MoCo v2: mixed query inputs, in-batch keys join the queue, mixed targets",
+                       accepts=("key_contrastive",)),
     "kcl": Entry(KCLConfig, build_kcl,
                  "KCL (ICLR 2021, BalFeat): MoCo v2 + label queue, k same-class keys as positives "
                  "(uses labels)", accepts=("key_contrastive",)),

@@ -1,5 +1,7 @@
 """i-Mix (Lee et al., ICLR 2021, arXiv 2010.08887; official code kibok90/imix) on SimCLR's N-pair
-form: view 1 of every image is mixed with view 1 of a partner, ``x~_i = lam x_i + (1 - lam)
+form (``imix``) and on MoCo v2 (``imix_moco``: the query input is mixed, the batch's keys join the
+queue as candidates, the target is mixed the same way; :func:`csl.losses.info_nce.info_nce`'s
+``mix``). N-pair: view 1 of every image is mixed with view 1 of a partner, ``x~_i = lam x_i + (1 - lam)
 x_pi(i)``, and the loss scores its embedding against the view-2 embeddings of the batch with the
 mixed virtual label (:func:`csl.losses.imix.imix_npair`). ``lam ~ Beta(alpha, alpha)``, then
 ``lam = max(lam, 1 - lam)``; ``alpha = 1`` (the official CIFAR setting).
@@ -26,6 +28,7 @@ from csl.distributed import gather, gather_all, rank
 from csl.errors import ConfigError
 from csl.losses.imix import sample_beta
 from csl.methods.base import Batch, Method, Parts
+from csl.methods.moco import MoCo, MoCoV2Config
 from csl.methods.views import embed_views, require_views
 
 
@@ -65,6 +68,24 @@ class IMix(Method):
         z_mixed, z_keys = gather_all(embed_views([mixed.to(v1.dtype), v2], self.encoder, self.head,
                                                  self.channels_last))
         return {"loss": self.loss_fn(z_mixed, z_keys, perm, lam, self.similarity)}
+
+
+@dataclass(frozen=True)
+class IMixMoCoConfig(MoCoV2Config):
+    """MoCo v2's settings and i-Mix's ``alpha`` (official: 1.0)."""
+
+    alpha: float = 1.0
+
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        if self.alpha <= 0:
+            raise ConfigError(f"'{path}.alpha' must be > 0")
+
+
+def build_imix_moco(cfg: IMixMoCoConfig, parts: Parts, channels_last: bool) -> MoCo:
+    require_views(parts.augment, 2, "imix_moco", same_size=True)
+    return MoCo(cfg.settings(), parts.augment, parts.encoder, parts.extract, parts.loss, channels_last,
+                imix_alpha=cfg.alpha)
 
 
 def build_imix(cfg: IMixConfig, parts: Parts, channels_last: bool) -> IMix:

@@ -27,7 +27,8 @@ from torch import nn
 
 from csl.methods.base import Batch, Method, Parts
 
-from csl.distributed import gather, gather_all
+from csl.distributed import gather, gather_all, rank, world_size
+from csl.losses.imix import sample_beta
 from csl.errors import ConfigError
 from csl.extract.projection import PredictorConfig, build_predictor
 from csl.losses.kcl import k_same_class
@@ -52,6 +53,9 @@ class MoCoSettings:
     momentum_base: float
     momentum_final: float
     predictor: PredictorConfig | None
+
+
+Mix = tuple[torch.Tensor, torch.Tensor] | None  # i-Mix's (partner permutation, lam)
 
 
 @dataclass(frozen=True)
@@ -122,11 +126,13 @@ class MoCo(Method):
 
     def __init__(self, cfg: MoCoSettings, augment: nn.Module, encoder: nn.Module,
                  head: nn.Module, loss: Callable[..., torch.Tensor], channels_last: bool,
-                 hard_negatives: HardNegatives | None = None, k_positives: int = 0) -> None:
+                 hard_negatives: HardNegatives | None = None, k_positives: int = 0,
+                 imix_alpha: float | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.hard_negatives = hard_negatives
         self.k_positives = k_positives
+        self.imix_alpha = imix_alpha
         self._step = 0
         self.augment = augment
         self.encoder = encoder
@@ -164,29 +170,39 @@ class MoCo(Method):
         return out[torch.argsort(perm)] if perm is not None else out
 
     def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        queries, keys = self.embed(batch, generator)
-        return {"loss": self.instance_loss(queries, keys, batch, generator)}
+        queries, keys, mix = self.embed(batch, generator)
+        return {"loss": self.instance_loss(queries, keys, batch, generator, mix)}
 
-    def embed(self, batch: Batch, generator: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The global batch's queries (one per loss direction) and their keys (no gradient)."""
+    def embed(self, batch: Batch, generator: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor], Mix]:
+        """The global batch's queries (one per loss direction), their keys (no gradient) and, for
+        i-Mix, the partner permutation and ``lam`` with which the query inputs were mixed."""
         images = batch.images
         v1, v2 = self.augment(images, generator)[:2]
         n = images.shape[0]
-        views = (v1, v2) if self.cfg.symmetric else (v1,)
+        query_views = [v1, v2] if self.cfg.symmetric else [v1]
+        mix = None
+        if self.imix_alpha is not None:  # i-Mix: mix each query input with a partner of the global batch
+            partners = torch.randperm(n * world_size(), generator=generator, device=generator.device).to(v1.device)
+            lam = sample_beta(self.imix_alpha, generator).to(v1.device)
+            lam = torch.maximum(lam, 1 - lam)
+            mine = partners[rank() * n:(rank() + 1) * n]
+            query_views = [lam * v + (1 - lam) * gather(v)[mine] for v in query_views]
+            mix = (partners, lam)
         queries = gather_all([self.predictor(self._branch(v, self.encoder, self.projector, None)).float()
-                              for v in views])
+                              for v in query_views])
         with torch.no_grad():
             keys = []
-            for v in (v2, v1)[: len(views)]:
+            for v in (v2, v1)[: len(query_views)]:
                 perm = torch.randperm(n, device=generator.device, generator=generator) if self.groups > 1 else None
                 keys.append(self._branch(v, self.target_encoder, self.target_projector,
                                          perm.to(images.device) if perm is not None else None))
-        return queries, gather_all(keys)  # the global batch's keys: negatives for v3, the queue's input for v2
+        return queries, gather_all(keys), mix  # the global batch's keys: negatives for v3, the queue's input for v2
 
     def instance_loss(self, queries: list[torch.Tensor], keys: list[torch.Tensor], batch: Batch,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator, mix: Mix = None) -> torch.Tensor:
         """InfoNCE of each query against its key and the negatives (queue, or in-batch keys), with
-        MoCHi's mixes and KCL's queued positives when configured; then the keys are enqueued."""
+        MoCHi's mixes, KCL's queued positives and i-Mix's mixed targets when configured; then the
+        keys are enqueued."""
         negatives = self.queue.clone() if self.cfg.queue_size else None
         labels = None
         positives = None
@@ -195,13 +211,13 @@ class MoCo(Method):
                 raise ValueError("KCL needs the batch's labels (the data path loads them when a method needs them)")
             labels = gather(batch.labels)
             positives = k_same_class(labels, self.label_queue.clone(), self.k_positives, generator)
-        mix = self.hard_negatives
+        hard = self.hard_negatives
         loss = torch.zeros((), device=batch.images.device)
         for q, k in zip(queries, keys):
             synthetic = None
-            if mix is not None and negatives is not None and self._step >= mix.start_step:  # MoCHi
-                synthetic = hard_negative_mixes(q, negatives, mix.n_hardest, mix.s, mix.s_prime, generator)
-            loss = loss + self.loss_fn(q, k, negatives, synthetic, positives)
+            if hard is not None and negatives is not None and self._step >= hard.start_step:  # MoCHi
+                synthetic = hard_negative_mixes(q, negatives, hard.n_hardest, hard.s, hard.s_prime, generator)
+            loss = loss + self.loss_fn(q, k, negatives, synthetic, positives, mix)
         if self.cfg.queue_size:
             self._enqueue(torch.cat(keys), labels.repeat(len(keys)) if labels is not None else None)
         return loss

@@ -97,8 +97,8 @@ class PCL(MoCo):
         self._ready = True
 
     def training_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        queries, keys = self.embed(batch, generator)
-        loss = self.instance_loss(queries, keys, batch, generator)
+        queries, keys, mix = self.embed(batch, generator)
+        loss = self.instance_loss(queries, keys, batch, generator, mix)
         if not self._ready:  # warm-up: InfoNCE alone
             return {"loss": loss}
         if batch.indices is None:
