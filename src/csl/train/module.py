@@ -108,12 +108,13 @@ class PretrainModule(L.LightningModule):
     def training_step(self, batch: Batch | tuple[torch.Tensor, torch.Tensor] | torch.Tensor,
                       batch_idx: int) -> torch.Tensor:
         assert self.generator is not None
-        out = self.method.training_loss(as_batch(batch), self.generator)
+        b = as_batch(batch)
+        out = self.method.training_loss(b, self.generator)
         loss = out["loss"]
         self._record_finite(loss.detach())
         # prog_bar=False: Lightning reads progress-bar metrics back after every step
         # (StepProgressBar shows the loss at its refreshes instead)
-        self.log("loss", loss.detach(), on_step=True, on_epoch=True)
+        self.log("loss", loss.detach(), on_step=True, on_epoch=True, batch_size=int(b.images.shape[0]))
         if self.logging_step(self.global_step):  # a Python float becomes a device tensor: only when it is read
             opt = self.optimizers()
             assert not isinstance(opt, list)
