@@ -83,4 +83,4 @@ def test_methods_listing_and_show(project: Path) -> None:
     variant = yaml.safe_load(csl("methods", "show", "simclr-tiny", cwd=project).stdout)
     assert variant["simclr-tiny"]["loss"] == {"name": "nt_xent", "temperature": 0.5}
     bad = csl("methods", "show", "nope", cwd=project)
-    assert bad.returncode == 2 and "valid names: barlow_twins, byol, cpc, dim, dino, moco_v2" in bad.stderr
+    assert bad.returncode == 2 and "valid names: barlow_twins, byol, clae, cpc, dim, dino, imix, imix_moco" in bad.stderr

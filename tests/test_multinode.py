@@ -25,9 +25,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def set_variant(project: Path) -> None:
+def set_variant(project: Path, method: dict | None = None) -> None:
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["methods"][VARIANT] = tiny_method(epochs=2, precision="32-true", channels_last=False)
+    raw["methods"][VARIANT] = {**tiny_method(epochs=2, precision="32-true", channels_last=False), **(method or {})}
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
 
 
@@ -39,16 +39,19 @@ def pod_env(project: Path, node: int, port: int) -> dict[str, str]:
     return env
 
 
-def test_two_nodes_train_the_same_encoder_as_one_process(project: Path) -> None:
-    set_variant(project)
+def train_one_and_two(project: Path) -> tuple[dict, dict, Path, Path]:
+    """``csl pretrain`` as one process (global batch 64), then as the 2-node job (32 per process):
+    both payloads and both checkpoint directories."""
     env = csl_env(project)
     subprocess.run([str(BIN / "csl"), "prepare"], cwd=project, env=env, check=True, capture_output=True)
     one = subprocess.run([str(BIN / "csl"), "pretrain", "--variant", VARIANT,
                           f"methods.{VARIANT}.train.batch_size=64"], cwd=project, env=env, capture_output=True,
                          text=True)
     assert one.returncode == 0, one.stderr[-3000:]
-    single = torch.load(project / "runs" / VARIANT / "pretrain" / "encoder.pt", weights_only=True)
-    os.remove(project / "runs" / VARIANT / "pretrain" / "encoder.pt")
+    out = project / "runs" / VARIANT / "pretrain"
+    single = torch.load(out / "encoder.pt", weights_only=True)
+    single_ckpt = project / yaml.safe_load((out / "metrics.json").read_text())["checkpoint_dir"]
+    os.remove(out / "encoder.pt")
 
     port = free_port()
     # the rendered manifest's container command; torchrun reads the PET_* variables the operator sets
@@ -60,10 +63,17 @@ def test_two_nodes_train_the_same_encoder_as_one_process(project: Path) -> None:
     logs = [p.communicate(timeout=600)[0] for p in pods]
     for p, log in zip(pods, logs):
         assert p.returncode == 0, log[-3000:]
-    multi = torch.load(project / "runs" / VARIANT / "pretrain" / "encoder.pt", weights_only=True)
+    multi = torch.load(out / "encoder.pt", weights_only=True)
+    multi_ckpt = project / yaml.safe_load((out / "metrics.json").read_text())["checkpoint_dir"]
     assert multi["state_dict"].keys() == single["state_dict"].keys()
     for k, v in single["state_dict"].items():
         torch.testing.assert_close(multi["state_dict"][k], v, rtol=1e-3, atol=1e-4, msg=f"{k} differs")
+    return single, multi, single_ckpt, multi_ckpt
+
+
+def test_two_nodes_train_the_same_encoder_as_one_process(project: Path) -> None:
+    set_variant(project)
+    train_one_and_two(project)
     metrics = yaml.safe_load((project / "runs" / VARIANT / "pretrain" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["global_batch"] == 64
 
@@ -74,3 +84,28 @@ def test_two_nodes_train_the_same_encoder_as_one_process(project: Path) -> None:
     runs = client.search_runs([exp.experiment_id], "tags.`csl.stage` = 'pretrain'")
     assert len(runs) == 2  # the single-process run and one run (rank 0's) for the 2-node job
 
+
+def test_two_nodes_train_pcl_with_indices_and_clusters_as_one_process(project: Path) -> None:
+    """The method contract under DDP: each process's batches carry the indices of its rows, the
+    between-epochs features are gathered from both processes, and k-means gives both the prototypes
+    one process computes (PCL: k-means before epoch 1, ProtoNCE during it)."""
+    set_variant(project, {"method": {"name": "pcl", "queue_size": 128, "key_bn_groups": 1, "momentum_base": 0.9,
+                                     "momentum_final": 0.9, "num_clusters": [4, 8], "negative_prototypes": 4,
+                                     "warmup_epochs": 1, "kmeans_iterations": 5, "kmeans_redo": 2},
+                          "augment": "moco_v2", "loss": {"name": "info_nce", "temperature": 0.2}})
+    _, _, one_dir, two_dir = train_one_and_two(project)
+    one = torch.load(one_dir / "last.ckpt", weights_only=True)["state_dict"]
+    two = torch.load(two_dir / "last.ckpt", weights_only=True)["state_dict"]
+    for m in (0, 1):
+        assert torch.equal(two[f"method.im2cluster_{m}"], one[f"method.im2cluster_{m}"])
+        torch.testing.assert_close(two[f"method.centroids_{m}"], one[f"method.centroids_{m}"], rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(two[f"method.density_{m}"], one[f"method.density_{m}"], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(two["method.queue"], one["method.queue"], rtol=1e-3, atol=1e-4)
+
+
+def test_two_nodes_train_supcon_with_labels_as_one_process(project: Path) -> None:
+    """Labels reach each process's rows and are gathered with the views: SupCon on two processes
+    trains the encoder one process trains."""
+    set_variant(project, {"method": "supcon", "loss": {"name": "supcon", "temperature": 0.1,
+                                                       "base_temperature": 0.1}})
+    train_one_and_two(project)
