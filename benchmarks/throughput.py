@@ -144,6 +144,7 @@ def accuracy(project_dir: Path, setup_name: str, setup: dict[str, Any], batch: i
     csl(project_dir, "pretrain", "--variant", "ours", f"methods.ours.train.epochs={epochs}",
         "methods.ours.train.limit_train_batches=null", "methods.ours.schedule.warmup_epochs=1")
     ours_hist = json.loads((project_dir / "runs/ours/pretrain/history.json").read_text())
+    csl(project_dir, "features", "--variant", "ours")
     csl(project_dir, "linear-eval", "--variant", "ours")
     ours = json.loads((project_dir / "runs/ours/eval/metrics.json").read_text())
     save = project_dir / "peer-backbone.pt"

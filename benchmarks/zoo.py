@@ -51,9 +51,35 @@ def commit() -> str:
     return f"{sha}{'+dirty' if dirty else ''}"
 
 
-def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Path,
-                raw_dir: Path | None = None, code: str | None = None) -> dict[str, Any]:
+def finetune_rows(params_raw: dict[str, Any], variant: str, work: Path, fraction: float,
+                  layers: list[int]) -> dict[str, dict[str, Any]]:
+    """The few-label fine-tuning protocol (``csl finetune``) of the pretrained variant, once per
+    ``from_head_layer`` in ``layers``, each beside its random-init baseline."""
+    from csl.evaluate.subsets import fraction_key
     from csl.params import parse_params
+    from csl.stages.finetune import finetune
+
+    out = {}
+    for layer in layers:
+        raw = json.loads(json.dumps(params_raw))
+        raw["variants"] = [variant]
+        raw["eval"]["finetune"]["from_head_layer"] = layer
+        raw["eval"]["run"]["finetune"] = [fraction]
+        params = parse_params(raw)
+        m = finetune(params, params.variant(variant), work, str(fraction))
+        key = fraction_key(fraction)
+        out[f"{key}@head{layer}"] = {"fraction": fraction, "from_head_layer": layer,
+                                     "top1": m[f"finetune_{key}_top1"], "random_top1": m[f"random_finetune_{key}_top1"],
+                                     "examples": m[f"finetune_{key}_examples"], "epochs": m[f"finetune_{key}_epochs"],
+                                     "seconds": m[f"finetune_{key}_seconds"]}
+    return out
+
+
+def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Path,
+                raw_dir: Path | None = None, code: str | None = None, finetune: float | None = None,
+                head_layers: list[int] | None = None) -> dict[str, Any]:
+    from csl.params import parse_params
+    from csl.stages.features import features
     from csl.stages.linear_eval import linear_eval
     from csl.stages.pretrain import pretrain
 
@@ -65,7 +91,9 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
     v = params.variant(variant)
     start = time.perf_counter()
     fit = pretrain(params, v, work)
+    features(params, v, work)
     metrics = linear_eval(params, v, work)
+    tuned = finetune_rows(params_raw, variant, work, finetune, head_layers or [0]) if finetune else {}
     parts = v.as_dict()
     from csl import data as csl_data
     from csl.stages.layout import Layout
@@ -77,7 +105,7 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
         raw_dir.mkdir(parents=True, exist_ok=True)
         (raw_dir / f"{variant}.json").write_text(json.dumps(
             {"variant": variant, "commit": code or commit(), "params": parts, "history": fit.history,
-             "summary": fit.summary, "eval": metrics}, indent=1, default=str) + "\n")
+             "summary": fit.summary, "eval": metrics, "finetune": tuned}, indent=1, default=str) + "\n")
     return {
         "variant": variant,
         "method": v.method,
@@ -93,7 +121,9 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
         "pretrain_seconds": fit.summary["pretrain_seconds"],
         "wall_seconds": time.perf_counter() - start,
         "final_loss": fit.summary["final_loss"],
-        "command": f"python benchmarks/zoo.py --epochs {epochs} --variants {variant}",
+        "finetune": tuned,
+        "command": f"python benchmarks/zoo.py --epochs {epochs} --variants {variant}"
+                   + (f" --finetune {finetune} --head-layers {' '.join(map(str, head_layers or [0]))}" if finetune else ""),
         "hardware": hardware(),
         "date": time.strftime("%Y-%m-%d"),
         "commit": code or commit(),
@@ -127,6 +157,20 @@ def render(rows: list[dict[str, Any]], dataset: str) -> str:
             f"+{100 * (r['knn_top1'] - r['random_knn_top1']):.1f}) | {r['images_per_s']:.0f} "
             f"| {r['pretrain_seconds']:.0f} | {r['wall_seconds']:.0f} |".replace("+-", "-")
         )
+    tuned = [(r, k, t) for r in rows for k, t in (r.get("finetune") or {}).items()]
+    if tuned:
+        lines += ["", "## Few-label fine-tuning", "",
+                  "`csl finetune` after the same pretraining: the encoder (and, from head layer L > 0, the first L",
+                  "layers of the pretrained projection head: SimCLR v2) fine-tuned on a class-balanced label subset",
+                  "(the same images for every row), beside the same architecture from random init on the same",
+                  "subset with the same budget (`eval.finetune` of params.yaml: Nesterov SGD, lr 0.05 x B/256, no",
+                  "weight decay, crop + flip; 60 epochs at 1%).", "",
+                  "| variant | labels | from head layer | images | epochs | fine-tuned top-1 | random-init top-1 "
+                  "| margin |", "|---|---|---|---|---|---|---|---|"]
+        for r, _, t in tuned:
+            lines.append(f"| {r['variant']} | {100 * t['fraction']:g}% | {t['from_head_layer']} | {t['examples']} "
+                         f"| {t['epochs']} | {100 * t['top1']:.2f}% | {100 * t['random_top1']:.2f}% "
+                         f"| {100 * (t['top1'] - t['random_top1']):+.1f} |")
     notes = RESULTS_DIR / "zoo-notes.md"  # hand-written remarks on the runs, kept across re-renders
     if notes.is_file():
         lines += ["", notes.read_text().rstrip()]
@@ -142,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
     ap.add_argument("--variants", nargs="*", help="default: every variant in the params file's methods")
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--finetune", type=float, default=None, help="also fine-tune on this label fraction (0.01)")
+    ap.add_argument("--head-layers", type=int, nargs="*", default=[0],
+                    help="fine-tune from these projection-head layers (0: the encoder alone; 1: SimCLR v2)")
     ap.add_argument("--work", type=Path, default=REPO / "build" / "zoo")
     ap.add_argument("--fresh", action="store_true", help="delete the work directory first")
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
@@ -176,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {v}: {args.epochs} epochs", flush=True)
         # a fresh checkpoint per budget: never resume a run with other settings
         shutil.rmtree(args.work / "checkpoints" / v, ignore_errors=True)
-        row = run_variant(params_raw, v, args.epochs, args.work, args.results_dir / "zoo-raw", code)
+        row = run_variant(params_raw, v, args.epochs, args.work, args.results_dir / "zoo-raw", code, args.finetune,
+                          args.head_layers)
         rows[v] = row
         print(f"   linear {100 * row['linear_top1']:.2f}% (random {100 * row['random_linear_top1']:.2f}%), "
               f"kNN {100 * row['knn_top1']:.2f}% (random {100 * row['random_knn_top1']:.2f}%), "

@@ -73,8 +73,15 @@ def tiny_params(data_dir: Path, variants: dict[str, dict] | None = None) -> dict
         "data": {"dataset": "fashion-mnist", "source": str(data_dir)},
         "variants": list(variants),
         "methods": variants,
-        "eval": {"batch_size": 256, "linear": {"epochs": 5, "batch_size": 128, "lr": 1e-2},
-                 "knn": {"k": 20, "temperature": 0.1}, "map": {"method": "pca", "points": 100}},
+        # every key dvc.yaml reads from the file is written out (csl run checks)
+        "eval": {"batch_size": 256, "random_baseline": True, "seed": 0,
+                 "clustering": {"restarts": 2, "iterations": 20}, "retrieval": {"ks": [1, 5]},
+                 "finetune": {"epochs": 1, "batch_size": 64}, "distill": {"epochs": 1},
+                 "transfer": {"datasets": {}},
+                 "linear": {"epochs": 5, "batch_size": 128, "lr": 1e-2},
+                 "knn": {"k": 20, "temperature": 0.1}, "map": {"method": "pca", "points": 100},
+                 # the protocols' own tests turn them on (DVC's stage matrix reads every list from the file)
+                 "run": {"probes": [], "finetune": [], "distill": [], "transfer": []}},
         "tracking": {"experiment": "csl-test"},
     }
 

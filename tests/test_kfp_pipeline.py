@@ -33,9 +33,11 @@ def test_compiled_pipeline_matches_the_golden_file(tmp_path: Path) -> None:
     # the exit handler runs however the run ended
     assert root["cleanup"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     dag = golden["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    assert set(dag) == {"prepare", "for-loop-2", "report"}
-    assert dag["report"]["inputs"]["artifacts"]["runs"]  # dsl.Collected over the loop
-    assert dag["report"]["inputs"]["parameters"]["registered"]  # after every registration
+    # variants loop (pretrain, features, linear-eval), plan, the protocol items' loop, distill, register, report
+    assert set(dag) == {"prepare", "for-loop-2", "plan", "for-loop-3", "distill", "register", "report"}
+    assert dag["plan"]["inputs"]["artifacts"]["runs"]  # dsl.Collected over the variants' loop
+    assert dag["distill"]["inputs"]["artifacts"]["results"]  # dsl.Collected over the protocol items
+    assert dag["report"]["inputs"]["artifacts"]["runs"]["taskOutputArtifact"]["producerTask"] == "register"
 
 
 def test_pipeline_runs_locally_on_versioned_data_through_an_mlflow_server(
@@ -64,6 +66,8 @@ def test_pipeline_runs_locally_on_versioned_data_through_an_mlflow_server(
     monkeypatch.chdir(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params.update(variants=["a", "b"], methods={"a": tiny_method(), "b": tiny_method(seed=1)})
+    # one protocol item per variant (its own task and child run); the champion rule ranks by its metric
+    params["eval"].update(run={"probes": ["clustering"], "finetune": [], "distill": [], "transfer": []}, champion_metric="cluster_acc")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     csl_pipeline(params_yaml=yaml.safe_dump(params), variants=["a", "b"], data_repo=str(fresh), data_rev=commit,
                  tracking_uri=url)
@@ -75,7 +79,8 @@ def test_pipeline_runs_locally_on_versioned_data_through_an_mlflow_server(
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     children = [r for r in runs if r is not parent]
-    assert sorted(r.info.run_name for r in children) == ["linear-eval@a", "linear-eval@b", "prepare", "pretrain@a",
+    assert sorted(r.info.run_name for r in children) == ["clustering@a", "clustering@b", "features@a", "features@b",
+                                                        "linear-eval@a", "linear-eval@b", "prepare", "pretrain@a",
                                                         "pretrain@b", "register@a", "register@b", "report"]
     assert all(r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parent.info.run_id
                for r in children)
@@ -88,6 +93,9 @@ def test_pipeline_runs_locally_on_versioned_data_through_an_mlflow_server(
         mv = client.get_model_version_by_alias(f"csl-encoder-fashion-mnist-{v}", "champion")
         assert mv.tags["csl.pipeline_run_id"] == parent.data.tags["csl.pipeline_run_id"]
         assert mv.tags["csl.run.pretrain"] in {r.info.run_id for r in children}
+        clustering = next(r for r in children if r.info.run_name == f"clustering@{v}")
+        assert mv.tags["csl.run.clustering"] == clustering.info.run_id and mv.tags["csl.champion_metric"] == "cluster_acc"
+        assert float(mv.tags["csl.metrics.cluster_acc"]) == pytest.approx(clustering.data.metrics["cluster_acc"], abs=1e-6)
         assert mv.tags["csl.data.dvc_md5"] == md5  # the same md5 as dvc.lock in the data repository
         assert mv.tags["csl.data.remote"] == f"s3://{s3[1]}/dvc" and mv.tags["csl.data.rev"] == commit
     # artifacts went through the server into S3; a client without S3 credentials loads the encoder
@@ -104,6 +112,7 @@ def test_pipeline_runs_locally_on_versioned_data_through_an_mlflow_server(
 
     # a second pipeline run (variant a retrained with another seed): the report compares across runs
     params["methods"]["a"] = tiny_method(seed=7)
+    params["eval"].update(run={"probes": [], "finetune": [], "distill": [], "transfer": []}, champion_metric="linear_top1")  # no protocol items
     csl_pipeline(params_yaml=yaml.safe_dump(params), variants=["a"], data_repo=str(fresh), data_rev=commit,
                  tracking_uri=url)
     versions = client.search_model_versions("name = 'csl-encoder-fashion-mnist-a'")

@@ -38,6 +38,8 @@ def pipeline_runs(project: Path) -> list[tuple[str, list[str]]]:
 def test_csl_run_dvc_repro_noop_and_partial_rerun(tmp_path: Path) -> None:
     data = make_idx_dir(tmp_path / "fmnist", n_train=400, n_test=100)
     params = tiny_params(data, {"a": tiny_method(), "b": tiny_method()})
+    # the evaluation suite fans out over variants x protocols: one stage (and child run) per item
+    params["eval"]["run"] = {"probes": ["clustering"], "finetune": [0.1], "distill": [], "transfer": []}
     project, env = make_dvc_project(tmp_path, params)
     csl = str(BIN / "csl")
     dvc = str(BIN / "dvc")
@@ -53,8 +55,13 @@ def test_csl_run_dvc_repro_noop_and_partial_rerun(tmp_path: Path) -> None:
     assert (project / "reports" / "report.html").is_file()
     runs = pipeline_runs(project)
     assert len(runs) == 1
-    assert runs[0][1] == sorted(["prepare", "pretrain@a", "pretrain@b", "linear-eval@a", "linear-eval@b", "register@a",
-                                 "register@b", "report"])
+    assert runs[0][1] == sorted(["prepare", *(f"{s}@{v}" for v in "ab" for s in (
+        "pretrain", "features", "linear-eval", "clustering", "finetune-10pct", "register")), "report"])
+    # only the selected protocols ran (retrieval is off); the same label subset for every variant
+    assert not (project / "runs/a/eval/retrieval").exists()
+    for v in "ab":
+        assert json.loads((project / f"runs/{v}/eval/finetune/0.1/subset.json").read_text())["sha256"] == \
+            json.loads((project / "runs/a/eval/finetune/0.1/subset.json").read_text())["sha256"]
 
     # lineage: the dataset digest logged by pretrain is DVC's md5 of the prepared data
     lock = yaml.safe_load((project / "dvc.lock").read_text())
@@ -79,5 +86,6 @@ def test_csl_run_dvc_repro_noop_and_partial_rerun(tmp_path: Path) -> None:
     assert text_before.count("\n") == (project / "params.yaml").read_text().count("\n")
     runs = pipeline_runs(project)
     assert len(runs) == 2
-    assert runs[1][1] == ["linear-eval@b", "pretrain@b", "register@b", "report"]
+    assert runs[1][1] == ["clustering@b", "features@b", "finetune-10pct@b", "linear-eval@b", "pretrain@b",
+                          "register@b", "report"]
     assert "Running stage 'pretrain@a'" not in third.stdout

@@ -26,21 +26,28 @@ def csl(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_champion_rule_by_hand() -> None:
     champ = SimpleNamespace(version="3", tags={"csl.data.dvc_md5": "abc.dir", "csl.metrics.linear_top1": "0.800000"})
-    assert decide_champion(0.5, "abc.dir", None) == (True, "no champion yet")
-    promote, why = decide_champion(0.81, "abc.dir", champ)
+    assert decide_champion("linear_top1", 0.5, "abc.dir", None) == (True, "no champion yet")
+    promote, why = decide_champion("linear_top1", 0.81, "abc.dir", champ)
     assert promote and "beats champion v3's 0.8000" in why
-    promote, why = decide_champion(0.80, "abc.dir", champ)  # a tie does not move it
+    promote, why = decide_champion("linear_top1", 0.80, "abc.dir", champ)  # a tie does not move it
     assert not promote and "does not beat" in why
     # a float32 accuracy against the 6-decimal tag it was stored as: still a tie (it was promoted)
-    promote, why = decide_champion(float(torch.tensor(0.8)), "abc.dir", champ)
+    promote, why = decide_champion("linear_top1", float(torch.tensor(0.8)), "abc.dir", champ)
     assert float(torch.tensor(0.8)) > 0.8 and not promote and "does not beat" in why
-    promote, why = decide_champion(0.99, "other.dir", champ)  # other data: not comparable
+    promote, why = decide_champion("linear_top1", 0.99, "other.dir", champ)  # other data: not comparable
     assert not promote and "other data" in why
+    # the rule names its metric: ranked by another metric, the champion's tag for it decides
+    champ.tags["csl.metrics.finetune_1pct_top1"] = "0.700000"
+    promote, why = decide_champion("finetune_1pct_top1", 0.71, "abc.dir", champ)
+    assert promote and why.startswith("finetune 1pct top1 0.7100 beats champion v3's 0.7000")
+    promote, why = decide_champion("cluster_nmi", 0.99, "abc.dir", champ)  # the champion never measured it
+    assert not promote and "has no cluster_nmi" in why
 
 
 def test_register_load_and_lineage(project: Path) -> None:
     csl(project, "prepare")
     csl(project, "pretrain", "--variant", VARIANT)
+    csl(project, "features", "--variant", VARIANT)
     csl(project, "linear-eval", "--variant", VARIANT)
     out = csl(project, "register", "--variant", VARIANT).stdout
     assert f"registered models:/{NAME}/1 (champion): no champion yet" in out
@@ -84,7 +91,7 @@ def test_register_load_and_lineage(project: Path) -> None:
     assert chain["model"]["uri"] == f"models:/{NAME}/1" and chain["model"]["aliases"] == ["champion"]
     assert chain["dataset"]["content_hash"] == meta["content_hash"] and chain["dataset"]["path"] == "data/prepared"
     assert chain["metrics"]["linear_top1"] == round(metrics["linear_top1"], 6)
-    assert set(chain["stage_runs"]) == {"pretrain", "linear-eval", "register"}
+    assert set(chain["stage_runs"]) == {"pretrain", "features", "linear-eval", "register"}
     assert all(r["status"] == "FINISHED" for r in chain["stage_runs"].values())
     assert chain["params"]["values"]["variant"] == VARIANT
     from csl.params import load_params
@@ -95,6 +102,7 @@ def test_register_load_and_lineage(project: Path) -> None:
 
     # a second encoder (another seed): v2; the champion moves only if it is better on the same data
     csl(project, "pretrain", "--variant", VARIANT, f"methods.{VARIANT}.train.seed=1")
+    csl(project, "features", "--variant", VARIANT)
     csl(project, "linear-eval", "--variant", VARIANT)
     csl(project, "register", "--variant", VARIANT)
     reg2 = json.loads((project / "runs" / VARIANT / "register" / "registration.json").read_text())

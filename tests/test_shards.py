@@ -159,7 +159,8 @@ def test_the_pipeline_stages_stream_a_sharded_dataset(tmp_path: Path) -> None:
               "tracking": {"experiment": "shards"}}
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
     env = csl_env(tmp_path)
-    for stage in (["prepare"], ["pretrain", "--variant", "s"], ["linear-eval", "--variant", "s"]):
+    for stage in (["prepare"], ["pretrain", "--variant", "s"], ["features", "--variant", "s"],
+                  ["linear-eval", "--variant", "s"]):
         out = subprocess.run([str(BIN / "csl"), *stage], cwd=proj, env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(p.name for p in (proj / "data" / "prepared").iterdir()) == ["meta.json"]  # no arrays

@@ -16,13 +16,13 @@ import yaml
 from csl.encoders.saved import load_feature_extractor
 from csl.errors import CslError
 from csl.params import load_params
-from csl.stages import linear_eval, prepare, pretrain, report
+from csl.stages import distill, features, finetune, linear_eval, prepare, pretrain, probe, register, report, transfer
 from conftest import REPO
 
 IGNORED = {"params.yaml", "mlflow.db", "mlartifacts", "checkpoints"}
 
 
-def declared(stage: str, params: dict, variant: str | None = None) -> set[str]:
+def declared(stage: str, params: dict, variant: str | None = None, **items: str) -> set[str]:
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
     paths = []
     for key in ("outs", "metrics"):
@@ -34,6 +34,8 @@ def declared(stage: str, params: dict, variant: str | None = None) -> set[str]:
             name = m.group(1)
             if name == "item.variant":
                 return variant or ""
+            if name.startswith("item."):
+                return items[name.removeprefix("item.")]
             node = params
             for part in name.split("."):
                 node = node[part]
@@ -83,6 +85,10 @@ def test_stages_write_exactly_their_declared_outputs(project: Path) -> None:
     assert (project / "checkpoints" / v).is_dir()  # state, kept apart from the outputs
 
     before = files_under(project)
+    features.main(params, project, variant)
+    assert covered(files_under(project) - before, declared("features", raw, v))
+
+    before = files_under(project)
     linear_eval.main(params, project, variant)
     assert covered(files_under(project) - before, declared("linear-eval", raw, v))
     metrics = json.loads((project / "runs" / v / "eval" / "metrics.json").read_text())
@@ -105,7 +111,7 @@ def test_stages_write_exactly_their_declared_outputs(project: Path) -> None:
     # MLflow: one run per stage, with the resolved params, metrics, dataset and artifacts
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = {r.info.run_name: r for r in mlflow.search_runs(experiment_names=["csl-test"], output_format="list")}
-    assert set(runs) == {"prepare", f"pretrain@{v}", f"linear-eval@{v}", "report"}
+    assert set(runs) == {"prepare", f"pretrain@{v}", f"features@{v}", f"linear-eval@{v}", "report"}
     pre = runs[f"pretrain@{v}"]
     assert pre.data.params["loss.temperature"] == "0.5" and pre.data.params["encoder.name"] == "small_cnn"
     assert "loss" in pre.data.metrics and pre.data.tags["csl.data.content_hash"]
@@ -135,8 +141,157 @@ def test_stage_errors_are_clear(project: Path) -> None:
         pretrain.pretrain(params, params.selected[0], project)
     prepare.prepare(params, project)
     with pytest.raises(CslError, match="no encoder at .*run 'csl pretrain'"):
+        features.features(params, params.selected[0], project)
+    with pytest.raises(CslError, match="no features in .*run 'csl features'"):
         linear_eval.linear_eval(params, params.selected[0], project)
     with pytest.raises(CslError, match="metrics.json is missing"):
         report.report(params, project)
     with pytest.raises(CslError, match="unknown variant 'nope'.*valid names: simclr-tiny"):
         params.variant("nope")
+
+
+def rgb_image_folder(root: Path, per_class: int = 12) -> Path:
+    """A labelled ImageFolder with train/ and test/: the digits 0-2 as 12x12 RGB PNGs (tinted)."""
+    from PIL import Image
+
+    from conftest import digits_images
+
+    imgs, labels = digits_images()
+    for split, offset in (("train", 0), ("test", 300)):
+        for c in range(3):
+            d = root / split / f"digit{c}"
+            d.mkdir(parents=True)
+            picks = np.flatnonzero(labels == c)[offset // 100: offset // 100 + per_class] if split == "test" \
+                else np.flatnonzero(labels == c)[20:20 + per_class]
+            for i in picks:
+                g = np.asarray(Image.fromarray(imgs[i]).resize((12, 12), Image.BILINEAR))
+                Image.fromarray(np.stack([g, g // 2, 255 - g], axis=2)).save(d / f"{i}.png")
+    return root
+
+
+def test_protocol_stages_write_their_declared_outputs_and_log_child_runs(project: Path, tmp_path: Path) -> None:
+    """features -> probe (clustering, retrieval), finetune, distill, prepare-transfer, transfer, register
+    by the metric a protocol produced: each writes exactly its dvc.yaml outputs and its own MLflow run."""
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["eval"]["run"] = {"probes": ["clustering", "retrieval"], "finetune": [0.1], "distill": [0.1],
+                          "transfer": ["rgb"]}
+    raw["eval"]["champion_metric"] = "finetune_10pct_top1"
+    raw["eval"]["finetune"] = {"epochs": 2, "batch_size": 32, "from_head_layer": 1}
+    raw["eval"]["distill"] = {"epochs": 1, "batch_size": 128, "student_widths": [4, 8]}
+    raw["eval"]["retrieval"] = {"ks": [1, 5], "grid_queries": 3, "grid_neighbours": 4}
+    raw["eval"]["transfer"] = {"datasets": {"rgb": {"dataset": "imagefolder",
+                                                    "source": str(rgb_image_folder(tmp_path / "rgb"))}}}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(project / "params.yaml")
+    variant = params.selected[0]
+    v = variant.name
+    prepare.main(params, project)
+    pretrain.main(params, project, variant)
+    features.main(params, project, variant)
+    linear_eval.main(params, project, variant)
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+
+    for protocol in ("clustering", "retrieval"):
+        before = files_under(project)
+        m = probe.main(params, project, variant, protocol)
+        assert covered(files_under(project) - before, declared("probe", raw, v, protocol=protocol))
+        assert all(0 <= x <= 1 for x in m.values()) and all(f"random_{k}" in m for k in m if not k.startswith("random"))
+    grid = json.loads((project / f"runs/{v}/eval/retrieval/neighbours.json").read_text())
+    labels = np.load(project / "data/prepared/train_labels.npy")
+    assert np.array_equal(np.array(grid["wrong"]), labels[np.array(grid["neighbours"])] != np.array(grid["query_labels"])[:, None])
+    assert (project / f"runs/{v}/eval/retrieval/grid.png").read_bytes()[:4] == b"\x89PNG"
+
+    before = files_under(project)
+    ft = finetune.main(params, project, variant, "0.1")
+    assert covered(files_under(project) - before, declared("finetune", raw, v, fraction="0.1"))
+    subset = json.loads((project / f"runs/{v}/eval/finetune/0.1/subset.json").read_text())
+    assert subset["size"] == meta["num_train"] // 10 and len(set(subset["per_class"].values())) == 1
+    assert ft["finetune_10pct_examples"] == subset["size"] and 0 <= ft["random_finetune_10pct_top1"] <= 1
+    # the fine-tuned model holds what the stage measured: reloaded, it scores the same on the test set
+    net, _ = finetune.load_model(project / f"runs/{v}/eval/finetune/0.1/model.pt")
+    from csl import data as csl_data
+    from csl.evaluate import classifier
+
+    test = csl_data.load(project / "data/prepared").test
+    logits = classifier.predict(net, test.images, meta["mean"], meta["std"], 256, "cpu")
+    assert classifier.top1(logits, test.labels) == pytest.approx(ft["finetune_10pct_top1"])
+
+    before = files_under(project)
+    d = distill.main(params, project, variant, "0.1")
+    assert covered(files_under(project) - before, declared("distill", raw, v, fraction="0.1"))
+    assert d["distill_10pct_teacher_top1"] == pytest.approx(ft["finetune_10pct_top1"])
+    assert json.loads((project / f"runs/{v}/eval/distill/0.1/protocol.json").read_text())["student_encoder"][
+        "widths"] == [4, 8]
+
+    before = files_under(project)
+    transfer.prepare_main(params, project, "rgb")
+    assert covered(files_under(project) - before, declared("prepare-transfer", raw, target="rgb"))
+    before = files_under(project)
+    t = transfer.main(params, project, variant, "rgb")
+    assert covered(files_under(project) - before, declared("transfer", raw, v, target="rgb"))
+    rec = json.loads((project / f"runs/{v}/eval/transfer/rgb/protocol.json").read_text())
+    assert rec["adaptation"]["from"] == [3, 12, 12] and rec["adaptation"]["to"] == [1, 16, 16]
+    assert set(t) == {f"{p}transfer_rgb_{m}" for p in ("", "random_") for m in ("linear_top1", "knn_top1")}
+
+    before = files_under(project)
+    out = register.main(params, project, variant)
+    assert covered(files_under(project) - before, declared("register", raw, v))
+    assert out["champion"] and out["decision"] == "no champion yet"
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mv = mlflow.tracking.MlflowClient().get_model_version(out["name"], out["version"])
+    assert mv.tags["csl.champion_metric"] == "finetune_10pct_top1"
+    assert float(mv.tags["csl.metrics.finetune_10pct_top1"]) == pytest.approx(ft["finetune_10pct_top1"], abs=1e-6)
+    assert float(mv.tags["csl.metrics.cluster_nmi"]) > 0 and "csl.metrics.transfer_rgb_linear_top1" in mv.tags
+    runs = {r.info.run_name: r for r in mlflow.search_runs(experiment_names=["csl-test"], output_format="list")}
+    for name in ("clustering", "retrieval", "finetune-10pct", "distill-10pct", "transfer-rgb"):
+        assert runs[f"{name}@{v}"].info.status == "FINISHED" and f"csl.run.{name}" in mv.tags
+    ftrun = runs[f"finetune-10pct@{v}"]
+    assert ftrun.data.tags["csl.subset_sha256"] == subset["sha256"] and ftrun.data.params["from_head_layer"] == "1"
+    assert runs[f"finetune-10pct@{v}"].data.metrics["finetune_10pct_top1"] == pytest.approx(ft["finetune_10pct_top1"])
+
+    report.main(params, project)
+    html = (project / "reports/report.html").read_text()
+    assert "finetune 10pct top1" in html.lower() or "fine-tune 10%" in html
+    assert "Retrieval" in html
+
+
+def test_protocol_bad_input_is_refused_before_any_work(project: Path, tmp_path: Path) -> None:
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    with pytest.raises(CslError, match="champion_metric' 'cluster_nmi' is not produced.*linear_top1, knn_top1"):
+        from csl.params import parse_params
+
+        parse_params({**raw, "eval": {**raw["eval"], "champion_metric": "cluster_nmi"}})
+    with pytest.raises(CslError, match="distillation needs the fine-tuned teacher of the same fraction"):
+        parse_params({**raw, "eval": {**raw["eval"], "run": {"finetune": [0.1], "distill": [0.01]}}})
+    with pytest.raises(CslError, match="names \\['x'\\], which 'eval.transfer.datasets' does not define"):
+        parse_params({**raw, "eval": {**raw["eval"], "run": {"transfer": ["x"]}}})
+    # DVC's matrices read the eval.run lists from the file: csl run says which one is missing
+    from csl.stages.run import check_param_keys
+
+    check_param_keys(project / "params.yaml", REPO / "dvc.yaml")
+    short = {**raw, "eval": {**raw["eval"], "run": {"probes": ["clustering"]}}}
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump(short))
+    with pytest.raises(CslError, match="must set eval.run.finetune, eval.run.distill, eval.run.transfer: DVC"):
+        check_param_keys(tmp_path / "short.yaml", REPO / "dvc.yaml")
+    params = load_params(project / "params.yaml")
+    prepare.main(params, project)
+    # 1% of 60 images per class rounds to 1; 0.5% leaves every class empty
+    with pytest.raises(CslError, match="a label fraction of 0.005 leaves class 0"):
+        finetune.main(params, project, params.selected[0], "0.005")
+    # k larger than the data: refused before the features are read
+    big = parse_params({**raw, "eval": {**raw["eval"], "retrieval": {"ks": [1, 5000]}}})
+    with pytest.raises(CslError, match="recall@5000, but the training set has 600 images"):
+        probe.check(big, "retrieval", {"classes": list(range(10)), "num_test": 200, "num_train": 600})
+    with pytest.raises(CslError, match="k = 10 \\(the number of classes\\) <= the 5 test images"):
+        probe.check(params, "clustering", {"classes": list(range(10)), "num_test": 5, "num_train": 600})
+    # an unlabelled transfer target (one class folder) is refused when prepared
+    one = tmp_path / "one" / "only"
+    one.mkdir(parents=True)
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(one / f"{i}.png")
+    bad = parse_params({**raw, "eval": {**raw["eval"], "transfer": {"datasets": {"u": {
+        "dataset": "imagefolder", "source": str(tmp_path / "one")}}}}})
+    with pytest.raises(CslError, match="found 1 class folder"):
+        transfer.prepare_main(bad, project, "u")

@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("prepare", "pretrain", "linear-eval", "register", "report", "run", "params", "relog")
+COMMANDS = ("prepare", "pretrain", "features", "linear-eval", "probe", "finetune", "distill", "prepare-transfer",
+            "transfer", "register", "report", "run", "params", "relog")
 
 
 def add_parsers(sub: Any) -> None:
@@ -20,7 +21,20 @@ def add_parsers(sub: Any) -> None:
 
     add("prepare", "read the dataset source and write the prepared dataset (data/prepared)")
     add("pretrain", "pretrain one method variant; write runs/<variant>/pretrain/encoder.pt", variant=True)
+    add("features", "frozen features of the variant's encoder (and a random-init one) on every image, once: "
+                    "runs/<variant>/features", variant=True)
     add("linear-eval", "linear and kNN top-1 of the frozen encoder and of a random-init baseline", variant=True)
+    add("probe", "clustering (NMI, ARI, Hungarian accuracy) or retrieval (recall@k, mAP@R, neighbour grid) on "
+                 "the frozen features", variant=True).add_argument(
+        "--protocol", required=True, choices=["clustering", "retrieval"])
+    add("finetune", "fine-tune on a class-balanced fraction of the labels, beside a random-init baseline",
+        variant=True).add_argument("--fraction", required=True, help="label fraction as params.yaml writes it (0.01)")
+    add("distill", "self-distill the model fine-tuned on --fraction into a student trained without labels",
+        variant=True).add_argument("--fraction", required=True, help="label fraction of the teacher (0.01)")
+    add("prepare-transfer", "prepare a transfer target of eval.transfer.datasets into data/transfer/<target>") \
+        .add_argument("--target", required=True)
+    add("transfer", "linear and kNN top-1 of the frozen encoder on a transfer target", variant=True) \
+        .add_argument("--target", required=True)
     add("register", "register the variant's encoder in the MLflow registry with its lineage; move 'champion' "
                     "only when it beats the champion on the same data", variant=True)
     add("report", "write reports/report.html and report.md for all variants")
@@ -67,6 +81,30 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
         from csl.stages import linear_eval
 
         linear_eval.main(params, project, params.variant(args.variant))  # an unknown name: the error lists them
+    elif args.command == "features":
+        from csl.stages import features
+
+        features.main(params, project, params.variant(args.variant))
+    elif args.command == "probe":
+        from csl.stages import probe
+
+        probe.main(params, project, params.variant(args.variant), args.protocol)
+    elif args.command == "finetune":
+        from csl.stages import finetune
+
+        finetune.main(params, project, params.variant(args.variant), _fraction(args.fraction))
+    elif args.command == "distill":
+        from csl.stages import distill
+
+        distill.main(params, project, params.variant(args.variant), _fraction(args.fraction))
+    elif args.command == "prepare-transfer":
+        from csl.stages import transfer
+
+        transfer.prepare_main(params, project, args.target)
+    elif args.command == "transfer":
+        from csl.stages import transfer
+
+        transfer.main(params, project, params.variant(args.variant), args.target)
     elif args.command == "register":
         from csl.stages import register
 
@@ -76,3 +114,16 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
 
         report.main(params, project)
     return 0
+
+
+def _fraction(text: str) -> str:
+    """A label fraction as given (its text names the output directory, as DVC writes it)."""
+    from csl.errors import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--fraction must be a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise ConfigError(f"--fraction must be in (0, 1], got {text}")
+    return text

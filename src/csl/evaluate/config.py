@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from csl.data.config import DataConfig
 from csl.errors import ConfigError
 
 PROTOCOL_VERSION = "csl-eval-v1"
@@ -44,11 +45,157 @@ class MapConfig:
     points: int = 2000
 
 
+PROBES = ("clustering", "retrieval")
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    """k-means with k = number of classes on the L2-normalized test features (``restarts`` seeded
+    restarts of ``iterations`` Lloyd steps, lowest objective kept)."""
+
+    restarts: int = 5
+    iterations: int = 50
+
+    def validate(self, path: str) -> None:
+        if self.restarts < 1 or self.iterations < 1:
+            raise ConfigError(f"'{path}': restarts and iterations must be >= 1")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Test images query the training set (cosine): recall@k for each k, mAP@R, and a grid of
+    ``grid_queries`` queries with their ``grid_neighbours`` nearest for the report."""
+
+    ks: list[int] = field(default_factory=lambda: [1, 5])
+    grid_queries: int = 8
+    grid_neighbours: int = 5
+
+    def validate(self, path: str) -> None:
+        if not self.ks or min(self.ks) < 1 or self.grid_queries < 1 or self.grid_neighbours < 1:
+            raise ConfigError(f"'{path}': ks (non-empty), grid_queries and grid_neighbours must be >= 1")
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Few-label fine-tuning of the whole encoder (SimCLR, arXiv 2002.05709 §B.5: Nesterov momentum
+    0.9, lr = 0.05 x B/256, no warm-up, no weight decay, random crop and flip only; 60 epochs on 1%
+    of the labels, 30 on 10%). ``from_head_layer``: SimCLR v2 (arXiv 2006.10029 §2.2) fine-tunes from
+    the first layer of a 3-layer projection head: the encoder plus that many of the head's hidden
+    layers (Linear-BN-ReLU) with their pretrained weights, then a new linear classifier.
+    ``epochs: null`` follows the paper (60 for fractions <= 1%, 30 above); ``baseline``: the same
+    architecture from random init on the same subset with the same budget."""
+
+    from_head_layer: int = 0
+    epochs: int | None = None
+    batch_size: int = 256
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    baseline: bool = True
+
+    def validate(self, path: str) -> None:
+        if self.from_head_layer < 0:
+            raise ConfigError(f"'{path}.from_head_layer' must be >= 0, got {self.from_head_layer}")
+        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(f"'{path}': epochs (or null), batch_size and lr must be positive")
+
+    def epochs_for(self, fraction: float) -> int:
+        return self.epochs if self.epochs is not None else (60 if fraction <= 0.01 + 1e-12 else 30)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Self-distillation (SimCLR v2, arXiv 2006.10029 §2.3): the fine-tuned model is the teacher; a
+    student of the same architecture (or a smaller ``small_cnn`` with ``student_widths``), from random
+    init, learns from every training image without labels by minimizing
+    ``-sum_y P^T(y|x; tau) log P^S(y|x; tau)`` (the paper sets tau = 1). Same augmentation and
+    optimizer as fine-tuning."""
+
+    temperature: float = 1.0
+    epochs: int = 5
+    batch_size: int = 256
+    lr: float = 0.05
+    momentum: float = 0.9
+    student_widths: list[int] | None = None
+
+    def validate(self, path: str) -> None:
+        if self.temperature <= 0 or self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(f"'{path}': temperature, epochs, batch_size and lr must be positive")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Target datasets for the transfer probe, by name; each is prepared into ``data/transfer/<name>``
+    (a DVC-tracked output, like ``data/prepared``) and adapted to the encoder's input explicitly."""
+
+    datasets: dict[str, DataConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Which protocols the pipeline runs, each item a DVC stage per variant (``[]`` turns one off):
+    ``probes`` on the frozen features, ``finetune``/``distill`` label fractions (a distilled fraction
+    must also be fine-tuned: its teacher), ``transfer`` target names of ``eval.transfer.datasets``."""
+
+    probes: list[str] = field(default_factory=lambda: list(PROBES))
+    finetune: list[float] = field(default_factory=lambda: [0.01])
+    distill: list[float] = field(default_factory=list)
+    transfer: list[str] = field(default_factory=list)
+
+    def validate(self, path: str) -> None:
+        for p in self.probes:
+            if p not in PROBES:
+                raise ConfigError(f"'{path}.probes': unknown protocol {p!r}; choose from {', '.join(PROBES)}")
+        for f in [*self.finetune, *self.distill]:
+            if not 0 < f <= 1:
+                raise ConfigError(f"'{path}': a label fraction must be in (0, 1], got {f}")
+        missing = [f for f in self.distill if f not in self.finetune]
+        if missing:
+            raise ConfigError(f"'{path}.distill' {missing}: distillation needs the fine-tuned teacher of the same "
+                              f"fraction; add {missing} to '{path}.finetune'")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 1024
     random_baseline: bool = True
     seed: int = 0
+    champion_metric: str = "linear_top1"
     linear: LinearConfig = field(default_factory=LinearConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     map: MapConfig = field(default_factory=MapConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+    def validate(self, path: str) -> None:
+        unknown = [t for t in self.run.transfer if t not in self.transfer.datasets]
+        if unknown:
+            raise ConfigError(f"'{path}.run.transfer' names {unknown}, which '{path}.transfer.datasets' does not "
+                              f"define (defined: {', '.join(self.transfer.datasets) or 'none'})")
+        names = self.metric_names()
+        if self.champion_metric not in names:
+            raise ConfigError(f"'{path}.champion_metric' {self.champion_metric!r} is not produced by the protocols "
+                              f"that run ('{path}.run'); choose one of: {', '.join(names)}")
+        for name, d in self.transfer.datasets.items():
+            if d.dataset == "shards":
+                raise ConfigError(f"'{path}.transfer.datasets.{name}': transfer targets are prepared in memory; "
+                                  "shards are not supported")
+
+    def metric_names(self) -> list[str]:
+        """The metrics the configured protocols write (higher is better for each): what
+        ``champion_metric`` may name and the report's columns."""
+        from csl.evaluate.subsets import fraction_key
+
+        names = ["linear_top1", "knn_top1"]
+        if "clustering" in self.run.probes:
+            names += ["cluster_nmi", "cluster_ari", "cluster_acc"]
+        if "retrieval" in self.run.probes:
+            names += [*(f"recall_at_{k}" for k in self.retrieval.ks), "map_at_r"]
+        names += [f"finetune_{fraction_key(f)}_top1" for f in self.run.finetune]
+        names += [f"distill_{fraction_key(f)}_student_top1" for f in self.run.distill]
+        names += [f"transfer_{t}_{m}" for t in self.run.transfer for m in ("linear_top1", "knn_top1")]
+        return names

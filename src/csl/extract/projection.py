@@ -52,6 +52,8 @@ class ProjectionHead(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool, layers: int = 2,
                  last_batch_norm: bool = False) -> None:
         super().__init__()
+        self.args = {"in_dim": in_dim, "hidden_dim": hidden_dim, "out_dim": out_dim, "batch_norm": batch_norm,
+                     "layers": layers, "last_batch_norm": last_batch_norm}  # rebuilds it (fine-tuning from a layer)
         mods: list[nn.Module] = []
         d = in_dim
         for _ in range(layers - 1):

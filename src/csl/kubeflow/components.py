@@ -82,9 +82,25 @@ def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
 
 
 @dsl.component(base_image=IMAGE)
+def features(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
+             encoder: Input[Model], features: Output[Artifact]) -> None:
+    """``csl features --variant V``: frozen features of the encoder (and a random-init one), once."""
+    from csl.stages import features as stage
+    from csl.stages.workspace import export, step
+
+    s = step(params_yaml, tracking_uri, pipeline_run_id)
+    v = s.params.variant(variant)
+    s.put(s.layout.data_dir, data.path)
+    s.put(s.layout.pretrain_dir(v), encoder.path)
+    stage.main(s.params, s.project, v)
+    export(s.layout.features_dir(v), features.path)
+
+
+@dsl.component(base_image=IMAGE)
 def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
-                encoder: Input[Model], metrics: Output[Metrics], run: Output[Artifact]) -> float:
-    """``csl linear-eval --variant V`` -> metrics, and ``runs/V`` (pretrain + eval) as one artifact."""
+                encoder: Input[Model], features: Input[Artifact], metrics: Output[Metrics],
+                run: Output[Artifact]) -> float:
+    """``csl linear-eval --variant V`` -> metrics, and ``runs/V`` (pretrain, features, eval) as one artifact."""
     from pathlib import Path
 
     from csl.stages import linear_eval as stage
@@ -94,6 +110,7 @@ def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_
     v = s.params.variant(variant)
     s.put(s.layout.data_dir, data.path)
     s.put(s.layout.pretrain_dir(v), encoder.path)
+    s.put(s.layout.features_dir(v), features.path)
     values = stage.main(s.params, s.project, v)
     for k, x in values.items():
         if isinstance(x, (int, float)):
@@ -105,35 +122,92 @@ def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_
 
 
 @dsl.component(base_image=IMAGE)
-def register(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
-             run: Input[Artifact]) -> str:
-    """``csl register --variant V``: the MLflow registry (champion rule, lineage); returns the model URI."""
-    from csl.stages import register as stage
-    from csl.stages.workspace import step
+def plan(params_yaml: str, variants: List[str], runs: Input[List[Artifact]], tree: Output[Artifact]) -> List[dict]:
+    """The evaluation protocol items that need only an encoder and its features (params' ``eval.run``:
+    probes, fine-tuning, transfer), one per variant x protocol x fraction/target as DVC fans them out; a
+    single no-op item when none is selected (a loop over nothing cannot be collected by kfp.local).
+    ``tree``: every variant's linear-eval directory under ``runs/`` (one artifact for what follows)."""
+    from csl.stages.workspace import merge_results, step
 
-    s = step(params_yaml, tracking_uri, pipeline_run_id)
-    v = s.params.variant(variant)
-    s.put(s.layout.data_dir, data.path)
-    s.put(s.layout.variant_dir(v), run.path)
-    return str(stage.main(s.params, s.project, v)["uri"])
+    s = step(params_yaml, variants=list(variants))
+    merge_results(tree.path, "", [r.path for r in runs])
+    run = s.params.eval.run
+    items = []
+    for v in s.params.selected:
+        items += [{"variant": v.name, "kind": "probe", "item": p} for p in run.probes]
+        items += [{"variant": v.name, "kind": "finetune", "item": str(f)} for f in run.finetune]
+        items += [{"variant": v.name, "kind": "transfer", "item": t} for t in run.transfer]
+    return items or [{"variant": "", "kind": "none", "item": ""}]
 
 
 @dsl.component(base_image=IMAGE)
-def report(params_yaml: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
-           runs: Input[List[Artifact]], registered: List[str], report: Output[Artifact]) -> None:
-    """``csl report`` over every variant's run and the registry (all pipeline runs) -> the report
-    directory (HTML, Markdown, PNGs); also logged to this pipeline run's MLflow parent run."""
+def evaluate(params_yaml: str, tracking_uri: str, pipeline_run_id: str, item: dict, data: Input[Dataset],
+             tree: Input[Artifact], data_repo: str, data_rev: str, allow_unversioned: bool,
+             result: Output[Artifact]) -> None:
+    """One protocol item of :func:`plan` (``csl probe | finetune | transfer``) for one variant, with its
+    own MLflow child run -> ``result`` (:func:`csl.stages.workspace.run_protocol`). ``tree``: the variants'
+    linear-eval outputs. A transfer target is fetched from ``data_repo`` at ``data_rev``
+    (``data/transfer/<name>``, DVC-versioned), or prepared from params with ``allow_unversioned``."""
+    from csl.stages.workspace import run_protocol, step
+
+    s = step(params_yaml, tracking_uri, pipeline_run_id)
+    run_protocol(s, item, data.path, tree.path, data_repo, data_rev, allow_unversioned, result.path)
+    result.metadata.update(item)
+
+
+@dsl.component(base_image=IMAGE)
+def distill(params_yaml: str, tracking_uri: str, pipeline_run_id: str, variants: List[str], data: Input[Dataset],
+            tree: Input[Artifact], results: Input[List[Artifact]], merged: Output[Artifact]) -> None:
+    """Self-distillation (``csl distill``, each variant x fraction of ``eval.run.distill`` its own MLflow
+    child run), after the protocols of :func:`plan` (its teachers are their fine-tuned models) ->
+    ``merged``: ``tree`` with every protocol's outputs."""
+    from csl.stages.workspace import merge_results, run_protocol, step
+
+    merge_results(merged.path, tree.path, [r.path for r in results])
+    s = step(params_yaml, tracking_uri, pipeline_run_id, variants=list(variants))
+    done = []
+    for v in s.params.selected:
+        for f in s.params.eval.run.distill:
+            out = f"{merged.path}.distill-{v.name}-{f}"
+            run_protocol(s, {"variant": v.name, "kind": "distill", "item": str(f)}, data.path, merged.path, "", "",
+                         False, out)
+            done.append(out)
+    merge_results(merged.path, "", done)  # the distilled students join the tree
+
+
+@dsl.component(base_image=IMAGE)
+def register(params_yaml: str, tracking_uri: str, pipeline_run_id: str, variants: List[str], data: Input[Dataset],
+             tree: Input[Artifact], runs: Output[Artifact]) -> List[str]:
+    """``csl register --variant V`` for every variant (each its own MLflow child run): the registry's
+    champion rule ranks by ``eval.champion_metric``, which may be any protocol's metric -> the model URIs,
+    and ``runs``: every variant's ``runs/V`` with all its protocols' outputs."""
     from pathlib import Path
 
+    from csl.stages import register as stage
+    from csl.stages.workspace import export, step
+
+    s = step(params_yaml, tracking_uri, pipeline_run_id, variants=list(variants))
+    s.put(s.layout.data_dir, data.path)
+    uris = []
+    for v in s.params.selected:
+        s.put_variant(v, tree.path)
+        uris.append(str(stage.main(s.params, s.project, v)["uri"]))
+    export(s.project / "runs", str(Path(runs.path, "runs")))
+    return uris
+
+
+@dsl.component(base_image=IMAGE)
+def report(params_yaml: str, tracking_uri: str, pipeline_run_id: str, variants: List[str], data: Input[Dataset],
+           runs: Input[Artifact], report: Output[Artifact]) -> None:
+    """``csl report`` over every variant's run and the registry (all pipeline runs) -> the report
+    directory (HTML, Markdown, PNGs); also logged to this pipeline run's MLflow parent run."""
     from csl.stages import report as stage
     from csl.stages.workspace import export, step
 
-    print("registered in this run:", ", ".join(registered))
-    ran = [Path(r.path, "variant.txt").read_text() for r in runs]
-    s = step(params_yaml, tracking_uri, pipeline_run_id, variants=ran)  # the variants this run trained
+    s = step(params_yaml, tracking_uri, pipeline_run_id, variants=list(variants))  # the variants this run trained
     s.put(s.layout.data_dir, data.path)
-    for v, r in zip(s.params.selected, runs):
-        s.put(s.layout.variant_dir(v), r.path)
+    for v in s.params.selected:
+        s.put_variant(v, runs.path)
     stage.main(s.params, s.project)
     export(s.layout.reports, report.path)
 

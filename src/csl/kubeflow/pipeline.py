@@ -1,8 +1,12 @@
 """The csl pipeline for Kubeflow Pipelines: wiring only (the steps are :mod:`csl.kubeflow.components`;
 compiled by ``csl pipeline compile`` to the golden file ``pipelines/csl_pipeline.yaml``).
 
-prepare -> for each variant in parallel: pretrain -> linear-eval -> register -> report over all;
-an exit handler (cleanup) runs however the pipeline ends.
+prepare -> for each variant in parallel: pretrain -> features -> linear-eval; then every evaluation
+protocol item of params' ``eval.run`` that needs only the encoder (variants x probes, fine-tuning
+fractions and transfer targets, as DVC fans them out) in parallel, each its own task; then
+distillation (its teachers are the fine-tuned models); then register (champion by
+``eval.champion_metric``) -> report over all; every stage its own MLflow child run; an exit handler
+(cleanup) runs however the pipeline ends.
 
 Parameters:
   params_yaml        the whole params.yaml as text (methods, eval, storage; the variants' settings)
@@ -34,7 +38,11 @@ from kfp import dsl, kubernetes
 from csl.kubeflow.components import (
     IMAGE,
     cleanup,
+    distill,
+    evaluate,
+    features,
     linear_eval,
+    plan,
     prepare,
     pretrain,
     register,
@@ -80,11 +88,19 @@ def csl_pipeline(params_yaml: str, variants: List[str], data_repo: str = "", dat
                                        job_gpus_per_node=job_gpus_per_node, job_namespace=job_namespace,
                                        node_selector=node_selector, tolerations=tolerations),
                               node_selector, tolerations)
-            ev = _on_cluster(linear_eval(**common, variant=variant, data=data, encoder=pre.outputs["encoder"]),
-                             node_selector, tolerations)
-            reg = _on_cluster(register(**common, variant=variant, data=data, run=ev.outputs["run"]))
-        _on_cluster(report(**common, data=data, runs=dsl.Collected(ev.outputs["run"]),
-                           registered=dsl.Collected(reg.output)))
+            feat = _on_cluster(features(**common, variant=variant, data=data, encoder=pre.outputs["encoder"]),
+                               node_selector, tolerations)
+            ev = _on_cluster(linear_eval(**common, variant=variant, data=data, encoder=pre.outputs["encoder"],
+                                         features=feat.outputs["features"]), node_selector, tolerations)
+        todo = plan(params_yaml=params_yaml, variants=variants, runs=dsl.Collected(ev.outputs["run"]))
+        with dsl.ParallelFor(todo.outputs["Output"]) as item:
+            evaluated = _on_cluster(evaluate(**common, item=item, data=data, tree=todo.outputs["tree"],
+                                             data_repo=data_repo, data_rev=data_rev,
+                                             allow_unversioned=allow_unversioned), node_selector, tolerations)
+        full = _on_cluster(distill(**common, variants=variants, data=data, tree=todo.outputs["tree"],
+                                   results=dsl.Collected(evaluated.outputs["result"])), node_selector, tolerations)
+        reg = _on_cluster(register(**common, variants=variants, data=data, tree=full.outputs["merged"]))
+        _on_cluster(report(**common, variants=variants, data=data, runs=reg.outputs["runs"]))
 
 
 def compile_to(path: str) -> None:

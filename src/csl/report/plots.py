@@ -63,3 +63,25 @@ def embedding_map_plot(xy: np.ndarray, labels: np.ndarray, classes: list[str], t
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def metric_chart(rows: list[dict[str, Any]], series: list[tuple[str, str]], title: str, ylabel: str, path: Path,
+                 scale: float = 100.0) -> None:
+    """Grouped bars: one group per variant, one bar per ``(key, label)`` of ``series`` (a protocol's
+    metrics, each beside its random-init baseline); missing values are left out."""
+    names = [r["variant"] for r in rows]
+    x = np.arange(len(names))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for i, (key, label) in enumerate(series):
+        vals = [scale * r[key] if isinstance(r.get(key), (int, float)) else float("nan") for r in rows]
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label)
+        ax.bar_label(bars, fmt="%.1f" if scale == 100 else "%.2f", fontsize=7)
+    ax.set_xticks(x, names)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, pad=28)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(4, len(series)), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -31,7 +31,13 @@ _COMMAND = ("csl.cli", "csl.cli.stages", "csl.params")
 STAGE_ENTRIES: dict[str, tuple[str, ...]] = {
     "prepare": (*_COMMAND, "csl.stages.prepare"),
     "pretrain": (*_COMMAND, "csl.stages.pretrain"),
+    "features": (*_COMMAND, "csl.stages.features"),
     "linear-eval": (*_COMMAND, "csl.stages.linear_eval"),
+    "probe": (*_COMMAND, "csl.stages.probe"),
+    "finetune": (*_COMMAND, "csl.stages.finetune"),
+    "distill": (*_COMMAND, "csl.stages.distill"),
+    "prepare-transfer": (*_COMMAND, "csl.stages.transfer"),
+    "transfer": (*_COMMAND, "csl.stages.transfer"),
     "register": (*_COMMAND, "csl.stages.register"),
     "report": (*_COMMAND, "csl.stages.report"),
 }

@@ -11,6 +11,7 @@ from csl.params import Params, Variant
 
 
 PREPARED = "data/prepared"
+TRANSFER = "data/transfer"
 RUNS = "runs"
 REPORTS = "reports"
 CHECKPOINTS = "checkpoints"
@@ -45,6 +46,20 @@ class Layout:
 
     def eval_dir(self, variant: Variant) -> Path:
         return self.variant_dir(variant) / "eval"
+
+    def features_dir(self, variant: Variant) -> Path:
+        """Frozen features of the trained (and random-init) encoder on the prepared dataset."""
+        return self.variant_dir(variant) / "features"
+
+    def protocol_dir(self, variant: Variant, protocol: str, item: str | None = None) -> Path:
+        """``runs/<variant>/eval/<protocol>[/<item>]``: a protocol's outputs (an item is a label
+        fraction as params.yaml writes it, e.g. ``0.01``, or a transfer target's name). Every protocol
+        writes under ``eval/`` so that ``register`` depends on all of them."""
+        d = self.eval_dir(variant) / protocol
+        return d / item if item is not None else d
+
+    def transfer_data(self, target: str) -> Path:
+        return self.project / TRANSFER / target
 
     def register_dir(self, variant: Variant) -> Path:
         return self.variant_dir(variant) / "register"

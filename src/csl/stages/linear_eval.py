@@ -1,5 +1,5 @@
-"""``csl linear-eval --variant NAME``: linear and kNN top-1 of the frozen encoder and of
-a randomly initialised encoder of the same architecture (the baseline)."""
+"""``csl linear-eval --variant NAME``: linear and kNN top-1 of the frozen encoder and of a randomly
+initialised encoder of the same architecture (the baseline), on the features of ``csl features``."""
 
 from __future__ import annotations
 
@@ -8,38 +8,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from csl import data as csl_data
-from csl.encoders.saved import build_from_payload, read_payload
 from csl.evaluate.embedding_map import embedding_map
-from csl.evaluate.protocol import evaluate_encoder, protocol_record
+from csl.evaluate.protocol import frozen_metrics, protocol_record
 from csl.io import atomic_write_bytes, atomic_write_json
 from csl.params import Params, Variant
+from csl.stages.features import read_features, read_meta
 from csl.stages.layout import PREPARED, Layout
 
 
 def linear_eval(params: Params, variant: Variant, project: Path) -> dict[str, Any]:
-    """Pure stage: encoder + prepared data -> ``runs/<variant>/eval/{metrics.json,embedding_map.npz}``."""
+    """Pure stage: features -> ``runs/<variant>/eval/{metrics.json,embedding_map.npz,protocol.json}``."""
     layout = Layout(project, params)
     layout.check_storage()
-    data = csl_data.load(layout.prepared)
-    payload = read_payload(layout.pretrain_dir(variant) / "encoder.pt")
-    if payload["dataset_content_hash"] != data.meta["content_hash"]:
-        from csl.errors import DataError
-
-        raise DataError(f"the encoder of {variant.name} was trained on other data than {layout.prepared}; "
-                        "rerun 'csl pretrain' (dvc repro does this for you)")
     cfg = params.eval
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    trained, test_features, test_labels = evaluate_encoder(build_from_payload(payload), data, cfg, device,
-                                                           name=variant.name)
-    metrics: dict[str, Any] = dict(trained)
-    if cfg.random_baseline:
-        rand, _, _ = evaluate_encoder(build_from_payload(payload, random_init_seed=cfg.seed), data, cfg, device,
-                                   name="random-init")
-        metrics.update({f"random_{k}": v for k, v in rand.items()})
-    emap = embedding_map(test_features, test_labels, cfg.map, cfg.seed)
+    fdir = layout.features_dir(variant)
+    c = len(read_meta(fdir)["classes"])
+    trained = read_features(fdir)
+    assert trained is not None
+    metrics: dict[str, Any] = dict(frozen_metrics(trained, c, cfg))
+    rand = read_features(fdir, random=True) if cfg.random_baseline else None
+    if rand is not None:
+        metrics.update({f"random_{k}": v for k, v in frozen_metrics(rand, c, cfg).items()})
+    emap = embedding_map(trained.test, trained.test_labels, cfg.map, cfg.seed)
     out = layout.eval_dir(variant)
     buf = io.BytesIO()
     np.savez(buf, xy=emap["xy"], labels=emap["labels"])
@@ -60,7 +52,9 @@ def main(params: Params, project: Path, variant: Variant) -> dict[str, Any]:
         rec.dataset(meta, str(layout.prepared), tracking.dvc_out_md5(project, PREPARED))
         metrics = linear_eval(params, variant, project)
         rec.metrics(metrics)
-        rec.artifact(layout.eval_dir(variant), "eval")
+        rec.artifact(layout.eval_dir(variant) / "metrics.json", "eval")
+        rec.artifact(layout.eval_dir(variant) / "protocol.json", "eval")
+        rec.artifact(layout.eval_dir(variant) / "embedding_map.npz", "eval")
     line = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     print(f"evaluated {variant.name}: {line}")
     return metrics

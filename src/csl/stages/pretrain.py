@@ -19,8 +19,10 @@ from csl.train.history import MetricSink
 from csl.encoders.saved import ENCODER_FORMAT
 
 
-def encoder_payload(variant: Variant, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict:
-    """Everything needed to rebuild and use the encoder: spec, normalization, weights."""
+def encoder_payload(variant: Variant, meta: dict[str, Any], state: dict[str, torch.Tensor],
+                    head: dict[str, Any] | None = None) -> dict:
+    """Everything needed to rebuild and use the encoder: spec, normalization, weights; and the MLP
+    projection head where the method has one (``None`` otherwise; fine-tuning from its layers)."""
     return {
         "format": ENCODER_FORMAT,
         "variant": variant.name,
@@ -34,6 +36,7 @@ def encoder_payload(variant: Variant, meta: dict[str, Any], state: dict[str, tor
         "dataset": meta["name"],
         "dataset_content_hash": meta["content_hash"],
         "state_dict": state,
+        "head": head,
     }
 
 
@@ -54,7 +57,7 @@ def pretrain(params: Params, variant: Variant, project: Path, sink: MetricSink |
         return result  # every process trains; rank 0 alone writes the outputs
     out = layout.pretrain_dir(variant)
     buf = io.BytesIO()
-    torch.save(encoder_payload(variant, data.meta, result.encoder_state), buf)
+    torch.save(encoder_payload(variant, data.meta, result.encoder_state, result.head), buf)
     atomic_write_bytes(out / "encoder.pt", buf.getvalue())
     atomic_write_json(out / "history.json", result.history)
     atomic_write_json(out / "metrics.json", result.summary)

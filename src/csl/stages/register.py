@@ -21,10 +21,10 @@ from csl import data as csl_data
 from csl.data.prepared import StreamSplit
 from csl.tracking.dvc_data import read_origin
 from csl.encoders.saved import load_feature_extractor
-from csl.errors import CslError
 from csl.io import atomic_write_json
 from csl.params import Params, Variant
 from csl.stages.layout import PREPARED, Layout
+from csl.stages.protocols import evaluation_metrics, protocol_stages
 
 def params_hash(params: Params, variant: Variant) -> str:
     """sha256 of everything that determines the encoder and its metrics."""
@@ -51,10 +51,8 @@ def main(params: Params, project: Path, variant: Variant) -> dict[str, Any]:
 
     layout = Layout(project, params)
     enc_path = layout.pretrain_dir(variant) / "encoder.pt"
-    eval_metrics = layout.eval_dir(variant) / "metrics.json"
-    if not eval_metrics.is_file():
-        raise CslError(f"{eval_metrics} not found: run 'csl linear-eval --variant {variant.name}' before registering")
-    metrics = json.loads(eval_metrics.read_text())
+    metrics = evaluation_metrics(params, layout, variant)
+    rule = params.eval.champion_metric
     extractor = load_feature_extractor(enc_path)
     meta = csl_data.read_meta(layout.prepared)
     example = input_example(csl_data.load(layout.prepared))  # uint8 (4, C, H, W): images in
@@ -68,7 +66,8 @@ def main(params: Params, project: Path, variant: Variant) -> dict[str, Any]:
     with tracking.stage_run(project, params.tracking.experiment, "register", variant.name) as rec:
         parent = tracking.current_parent(tracking.connect(project, params.tracking.experiment))
         stage_runs = tracking.latest_stage_runs(project, params.tracking.experiment, variant.name,
-                                                ("pretrain", "linear-eval"), parent)
+                                                ("pretrain", "features", "linear-eval", *protocol_stages(params)),
+                                                parent)
         tags = {
             "csl.variant": variant.name, "csl.method": variant.method,
             "csl.data.name": meta["name"], "csl.data.path": str(layout.prepared.relative_to(project)),
@@ -82,7 +81,8 @@ def main(params: Params, project: Path, variant: Variant) -> dict[str, Any]:
             **{f"csl.metrics.{k}": f"{v:.6f}" for k, v in metrics.items() if isinstance(v, (int, float))},
         }
         rec.tags({"csl.model_name": name})
-        reg = model_registry.register(extractor, example, name, enc_path, tags, float(metrics["linear_top1"]))
+        rec.tags({"csl.champion_metric": rule})
+        reg = model_registry.register(extractor, example, name, enc_path, tags, rule, float(metrics[rule]))
         rec.tags({"csl.model_version": reg.version, "csl.champion_decision": reg.decision})
     out = {"name": reg.name, "version": reg.version, "uri": reg.uri, "run_id": reg.run_id,
            "encoder_sha256": reg.encoder_sha256, "store": tracking.tracking_uri(project), "champion": reg.champion,

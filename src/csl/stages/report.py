@@ -14,6 +14,7 @@ from csl.params import Params
 from csl.report import plots
 from csl.report.render import html_page, markdown
 from csl.stages.layout import PREPARED, Layout
+from csl.stages.protocols import evaluation_metrics
 
 
 def _read_json(path: Path) -> Any:
@@ -29,11 +30,76 @@ def collect(params: Params, project: Path) -> tuple[list[dict[str, Any]], dict[s
     rows, histories = [], {}
     for v in params.selected:
         pre = _read_json(layout.pretrain_dir(v) / "metrics.json")
-        ev = _read_json(layout.eval_dir(v) / "metrics.json")
+        ev = evaluation_metrics(params, layout, v)
         histories[v.name] = _read_json(layout.pretrain_dir(v) / "history.json")
         rows.append({"variant": v.name, "method": v.method, "encoder": v.encoder,
                      **{k: pre.get(k) for k in ("images_per_s", "pretrain_seconds", "epochs")}, **ev})
     return rows, histories
+
+
+def metric_label(name: str) -> str:
+    """``finetune_1pct_top1 -> "fine-tune 1% top-1"`` and the like, for table headers and legends."""
+    import re
+
+    fixed = {"cluster_nmi": "clustering NMI", "cluster_ari": "clustering ARI",
+             "cluster_acc": "clustering accuracy (Hungarian)", "map_at_r": "mAP@R"}
+    if name in fixed:
+        return fixed[name]
+    if m := re.fullmatch(r"recall_at_(\d+)", name):
+        return f"recall@{m.group(1)}"
+    if m := re.fullmatch(r"finetune_(.+)pct_top1", name):
+        return f"fine-tune {m.group(1).replace('_', '.')}% top-1"
+    if m := re.fullmatch(r"distill_(.+)pct_(student|teacher)_top1", name):
+        return f"distilled {m.group(2)} ({m.group(1).replace('_', '.')}%) top-1"
+    if m := re.fullmatch(r"transfer_(.+)_(linear|knn)_top1", name):
+        return f"transfer {m.group(1)} {'linear' if m.group(2) == 'linear' else 'kNN'} top-1"
+    return name.replace("_", " ")
+
+
+def protocol_columns(params: Params) -> list[tuple[str, str, str]]:
+    """A column per metric of the protocols that run beyond linear/kNN, each beside its baseline."""
+    cols = [("variant", "variant", "{}")]
+    for name in params.eval.metric_names()[2:]:
+        fmt = "{:.3f}" if name in ("cluster_nmi", "cluster_ari") else "{:.2%}"
+        cols.append((name, metric_label(name), fmt))
+        if name.startswith("distill_") and name.endswith("_student_top1"):
+            teacher = name.replace("_student_", "_teacher_")
+            cols.append((teacher, metric_label(teacher), fmt))
+        elif not name.startswith("distill_"):
+            cols.append((f"random_{name}", f"{metric_label(name)} (random init)", fmt))
+    return cols
+
+
+def protocol_charts(params: Params) -> list[tuple[str, str, list[tuple[str, str]], str, float]]:
+    """(title, file, series, y label, scale) of one chart per protocol that runs."""
+    run, charts = params.eval.run, []
+    def pair(name: str) -> list[tuple[str, str]]:
+        return [(name, metric_label(name)), (f"random_{name}", f"{metric_label(name)} (random init)")]
+    if "clustering" in run.probes:
+        charts.append(("Clustering of test features (k-means, k = classes)", "clustering.png",
+                       [s for n in ("cluster_nmi", "cluster_ari", "cluster_acc") for s in pair(n)], "score", 1.0))
+    if "retrieval" in run.probes:
+        names = [*(f"recall_at_{k}" for k in params.eval.retrieval.ks), "map_at_r"]
+        charts.append(("Retrieval: test queries, training database (cosine)", "retrieval.png",
+                       [s for n in names for s in pair(n)], "%", 100.0))
+    if run.finetune:
+        from csl.evaluate.subsets import fraction_key
+
+        names = [f"finetune_{fraction_key(f)}_top1" for f in run.finetune]
+        charts.append(("Few-label fine-tuning vs the same architecture from random init", "finetune.png",
+                       [s for n in names for s in pair(n)], "test top-1 (%)", 100.0))
+    if run.distill:
+        from csl.evaluate.subsets import fraction_key
+
+        series = [(f"distill_{fraction_key(f)}_{w}_top1", metric_label(f"distill_{fraction_key(f)}_{w}_top1"))
+                  for f in run.distill for w in ("teacher", "student")]
+        charts.append(("Self-distillation: teacher (fine-tuned) and student (no labels)", "distill.png", series,
+                       "test top-1 (%)", 100.0))
+    if run.transfer:
+        names = [f"transfer_{t}_{m}_top1" for t in run.transfer for m in ("linear", "knn")]
+        charts.append(("Transfer: frozen encoder on other datasets", "transfer.png",
+                       [s for n in names for s in pair(n)], "test top-1 (%)", 100.0))
+    return charts
 
 
 REGISTRY_COLUMNS = [
@@ -73,6 +139,16 @@ def report(params: Params, project: Path, lineage: list[str] | None = None,
                                      f"{v.name}: {params.eval.map.method} of {len(m['labels'])} test embeddings",
                                      tmp / file)
             figures.append((f"2-D map of test embeddings: {v.name}", file))
+        for title, file, series, ylabel, scale in protocol_charts(params):
+            plots.metric_chart(rows, series, title, ylabel, tmp / file, scale)
+            figures.append((title, file))
+        for v in params.selected:
+            grid = layout.protocol_dir(v, "retrieval") / "grid.png"
+            if "retrieval" in params.eval.run.probes and grid.is_file():
+                file = f"retrieval_{v.name}.png"
+                (tmp / file).write_bytes(grid.read_bytes())
+                figures.append((f"Retrieval, {v.name}: test queries (left) and their 5 nearest training images; "
+                                "red frame = another class", file))
         title = f"csl report: {meta['name']}"
         notes = [
             f"Dataset {meta['name']} ({meta['num_train']} train / {meta['num_test']} test, shape {meta['shape']}), "
@@ -80,9 +156,13 @@ def report(params: Params, project: Path, lineage: list[str] | None = None,
             f"Evaluation protocol {params.eval.linear.epochs}-epoch linear probe on frozen standardized features; "
             f"weighted kNN k={params.eval.knn.k}, T={params.eval.knn.temperature}. Random init = same "
             "architecture, untrained.",
+            f"Champion rule: the registry's 'champion' alias ranks encoders by {params.eval.champion_metric} "
+            f"({metric_label(params.eval.champion_metric)}) on the same dataset version.",
             *(lineage or []),
         ]
-        tables = [("Registered encoders across pipeline runs", REGISTRY_COLUMNS, registry)] if registry else []
+        tables = [("Evaluation protocols (each beside the same architecture from random init)",
+                   protocol_columns(params), rows)] if len(protocol_columns(params)) > 1 else []
+        tables += [("Registered encoders across pipeline runs", REGISTRY_COLUMNS, registry)] if registry else []
         (tmp / "report.md").write_text(markdown(title, rows, figures, notes, tables))
         (tmp / "report.html").write_text(html_page(title, rows, figures, notes, tmp, tables))
         (tmp / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -111,11 +111,51 @@ def registrations(project: Path, params: Params) -> list[str]:
     return lines
 
 
+def required_keys(dvc_yaml: Path) -> list[str]:
+    """The params.yaml keys dvc.yaml reads: every stage's ``params`` entry and every ``${...}`` of a
+    stage ``matrix`` (templated entries, such as ``methods.${item.variant}``, are left out)."""
+    import re
+
+    spec = yaml.safe_load(dvc_yaml.read_text()) or {}
+    keys: list[str] = []
+    for stage in (spec.get("stages") or {}).values():
+        for value in (stage.get("matrix") or {}).values():
+            keys += re.findall(r"\$\{([^}]+)\}", str(value))
+        for entry in stage.get("params") or []:
+            if isinstance(entry, str) and "${" not in entry:
+                keys.append(entry)
+    return list(dict.fromkeys(keys))
+
+
+def check_param_keys(params_path: Path, dvc_yaml: Path | None = None) -> None:
+    """DVC reads the keys its stages depend on (and the lists its matrices fan out over) from
+    params.yaml itself: csl's defaults do not reach it. Each must be written out."""
+    dvc_yaml = dvc_yaml or params_path.parent / "dvc.yaml"
+    if not dvc_yaml.is_file():
+        return
+    raw = yaml.safe_load(params_path.read_text()) or {}
+    missing = []
+    for key in required_keys(dvc_yaml):
+        node = raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) and part in node else _MISSING
+        if node is _MISSING:
+            missing.append(key)
+    if missing:
+        raise CslError(f"{params_path} must set {', '.join(missing)}: DVC reads them from the file (dvc.yaml's "
+                       "stage params and matrices). Copy them from the repository's params.yaml ('csl params' "
+                       "prints every default; [] turns an evaluation protocol off)")
+
+
+_MISSING = object()
+
+
 def run(project: Path, params_path: Path, overrides: list[str], force: bool = False) -> bool:
     """Run what DVC says is stale; return whether anything ran."""
     from csl import tracking
 
     params = load_params(params_path, overrides)  # validate before touching anything
+    check_param_keys(params_path)
     if overrides:
         write_overrides(params_path, overrides)
     dvc = dvc_command()
@@ -143,8 +183,9 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
         summary = reports / "summary.json"
         if summary.is_file():
             for r in json.loads(summary.read_text()):
-                parent.metrics({f"{r['variant']}.{k}": r[k] for k in
-                                ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1") if k in r})
+                names = params.eval.metric_names()
+                parent.metrics({f"{r['variant']}.{k}": r[k] for k in [*names, *(f"random_{n}" for n in names)]
+                                if isinstance(r.get(k), (int, float))})
     print(headline(project, params))
     missed = tracking.pending(project)
     if missed:

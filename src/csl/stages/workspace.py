@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csl.errors import CslError
-from csl.params import Params, load_params
+from csl.params import Params, Variant, load_params
 from csl.stages.layout import Layout
 
 
@@ -31,6 +31,12 @@ class Step:
     def params(self) -> Params:
         return self.layout.params
 
+    def put_variant(self, variant: Variant, tree: str) -> None:
+        """Put ``variant``'s outputs so far (``runs/V`` of a :func:`merge_results` tree) in place."""
+        src = Path(tree, "runs", variant.name)
+        if src.is_dir():
+            self.put(self.layout.variant_dir(variant), str(src))
+
     def put(self, dst: Path, src: str) -> None:
         """Copy an input artifact (file or directory) to ``dst``, a path of this step's layout."""
         src_p = Path(src)
@@ -43,6 +49,65 @@ class Step:
             shutil.copy2(src_p, dst)
         else:
             raise CslError(f"input {src} for {dst.relative_to(self.project)} does not exist")
+
+
+def merge_results(out: str, tree: str, results: list[str]) -> None:
+    """One directory tree of the pipeline's outputs so far: ``tree`` (a tree like this one, or "") plus
+    each of ``results``: a variant's linear-eval artifact (``variant.txt`` names it: it goes to
+    ``runs/<variant>``) or a protocol result (``out/`` goes to the path in ``path.txt``)."""
+    dst = Path(out)
+    dst.mkdir(parents=True, exist_ok=True)
+    if tree:
+        shutil.copytree(tree, dst, dirs_exist_ok=True)
+    for r in results:
+        if Path(r, "variant.txt").is_file():
+            shutil.copytree(r, dst / "runs" / Path(r, "variant.txt").read_text(), dirs_exist_ok=True)
+        elif Path(r, "path.txt").read_text():  # empty: a no-op item
+            shutil.copytree(Path(r, "out"), dst / Path(r, "path.txt").read_text(), dirs_exist_ok=True)
+
+
+def run_protocol(s: Step, item: dict[str, str], data: str, tree: str, data_repo: str, data_rev: str,
+                 allow_unversioned: bool, result: str) -> Path:
+    """A Kubeflow step's protocol item (``{"variant", "kind", "item"}``): put the data and the variant's
+    outputs so far (``tree``, :func:`merge_results`) in place, run the stage's entry point (``csl probe |
+    finetune | distill | transfer``), export ``result/out`` (the protocol's output directory) and
+    ``result/path.txt`` (its project-relative path)."""
+    from csl.stages import distill, finetune, probe, transfer
+    from csl.stages import prepare as prep
+
+    if item["kind"] == "none":  # nothing selected: the loop's single no-op item
+        Path(result, "out").mkdir(parents=True, exist_ok=True)
+        Path(result, "path.txt").write_text("")
+        return Path(result, "out")
+    v = s.params.variant(item["variant"])
+    s.put(s.layout.data_dir, data)
+    s.put_variant(v, tree)
+    kind, name = item["kind"], item["item"]
+    if kind == "probe":
+        probe.main(s.params, s.project, v, name)
+        out = s.layout.protocol_dir(v, name)
+    elif kind == "finetune":
+        finetune.main(s.params, s.project, v, name)
+        out = s.layout.protocol_dir(v, "finetune", name)
+    elif kind == "distill":
+        distill.main(s.params, s.project, v, name)
+        out = s.layout.protocol_dir(v, "distill", name)
+    elif kind == "transfer":
+        target = f"data/transfer/{name}"
+        if data_repo:
+            prep.fetch_main(s.params, s.project, data_repo, data_rev or "HEAD", target, track=False)
+        elif allow_unversioned:
+            transfer.prepare_transfer(s.params, s.project, name)
+        else:
+            raise CslError(f"transfer target {name}: no data_repo given and allow_unversioned is off; version "
+                           f"{target} with DVC in data_repo ('dvc repro prepare-transfer') and push it")
+        transfer.main(s.params, s.project, v, name)
+        out = s.layout.protocol_dir(v, "transfer", name)
+    else:
+        raise CslError(f"unknown protocol kind {kind!r}")
+    export(out, str(Path(result, "out")))
+    Path(result, "path.txt").write_text(out.relative_to(s.project).as_posix())
+    return out
 
 
 def step(params_yaml: str, tracking_uri: str = "", pipeline_run_id: str = "", root: str | None = None,

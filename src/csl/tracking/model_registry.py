@@ -75,24 +75,30 @@ def _champion(client: Any, name: str) -> Any | None:
         return None
 
 
-def decide_champion(new_top1: float, new_md5: str, champion: Any | None) -> tuple[bool, str]:
-    """``(promote, reason)``: promote when there is no champion, or when the new version beats
-    the champion's linear top-1 on the same dataset version."""
+def decide_champion(metric: str, new_value: float, new_md5: str, champion: Any | None) -> tuple[bool, str]:
+    """``(promote, reason)``: promote when there is no champion, or when the new version beats the
+    champion's ``metric`` (``eval.champion_metric``, higher is better) on the same dataset version."""
     if champion is None:
         return True, "no champion yet"
     old_md5 = champion.tags.get("csl.data.dvc_md5", "")
-    old = float(champion.tags.get("csl.metrics.linear_top1", "nan"))
     if old_md5 != new_md5:
         return False, (f"champion v{champion.version} was evaluated on other data ({old_md5} vs {new_md5}); "
                        "not comparable, kept (promote explicitly with csl registry promote)")
-    if round(new_top1, 6) > round(old, 6):  # at the precision of the tag it is compared with: a tie keeps
-        return True, f"linear top-1 {new_top1:.4f} beats champion v{champion.version}'s {old:.4f}"
-    return False, f"linear top-1 {new_top1:.4f} does not beat champion v{champion.version}'s {old:.4f}"
+    text = champion.tags.get(f"csl.metrics.{metric}")
+    if text is None:
+        return False, (f"champion v{champion.version} has no {metric} (it was evaluated with other protocols); "
+                       "not comparable, kept (promote explicitly with csl registry promote)")
+    old = float(text)
+    label = metric.replace("_", " ")
+    if round(new_value, 6) > round(old, 6):  # at the precision of the tag it is compared with: a tie keeps
+        return True, f"{label} {new_value:.4f} beats champion v{champion.version}'s {old:.4f}"
+    return False, f"{label} {new_value:.4f} does not beat champion v{champion.version}'s {old:.4f}"
 
 
 def register(extractor: Any, example: Any, name: str, encoder_file: Path, tags: dict[str, str],
-             linear_top1: float) -> Registration:
-    """Log ``extractor`` in the active MLflow run and register it under ``name`` (see module doc)."""
+             metric: str, value: float) -> Registration:
+    """Log ``extractor`` in the active MLflow run and register it under ``name`` (see module doc); the
+    champion rule ranks by ``metric`` (whose ``value`` this encoder reached)."""
     import mlflow
     import numpy as np
     import torch
@@ -116,10 +122,11 @@ def register(extractor: Any, example: Any, name: str, encoder_file: Path, tags: 
                                         pip_requirements=["torch", "csl"])
         version = str(info.registered_model_version)
         run_id = str(info.run_id or "")  # the active run, which logged the version
-        all_tags = {**tags, "csl.encoder_sha256": sha, "csl.metrics.linear_top1": f"{linear_top1:.6f}"}
+        all_tags = {**tags, "csl.encoder_sha256": sha, f"csl.metrics.{metric}": f"{value:.6f}",
+                    "csl.champion_metric": metric}
         for k, v in all_tags.items():
             client.set_model_version_tag(name, version, k, v)
-        promote, why = decide_champion(linear_top1, tags.get("csl.data.dvc_md5", ""), _champion(client, name))
+        promote, why = decide_champion(metric, value, tags.get("csl.data.dvc_md5", ""), _champion(client, name))
         if promote:
             client.set_registered_model_alias(name, CHAMPION, version)
         client.set_model_version_tag(name, version, "csl.champion_decision", ("promoted: " if promote else "kept: ")
@@ -245,10 +252,10 @@ def lineage(ref: str) -> dict[str, Any]:
         "stage_runs": {},
         "metrics": {k.removeprefix("csl.metrics."): float(v) for k, v in t.items() if k.startswith("csl.metrics.")},
     }
-    for stage in ("pretrain", "linear-eval", "register"):
-        run_id = t.get(f"csl.run.{stage}")
-        if not run_id:
-            continue
+    stages = [k.removeprefix("csl.run.") for k in t if k.startswith("csl.run.")]
+    first = ("pretrain", "features", "linear-eval")
+    for stage in [s for s in first if s in stages] + sorted(s for s in stages if s not in first):
+        run_id = t[f"csl.run.{stage}"]
         run = client.get_run(run_id)
         chain["stage_runs"][stage] = {"run_id": run_id, "status": run.info.status,
                                       "metrics": dict(run.data.metrics)}

@@ -36,6 +36,9 @@ class FitResult:
     encoder_state: dict[str, torch.Tensor]
     history: list[dict[str, float]]
     summary: dict[str, Any] = field(default_factory=dict)
+    # the MLP projection head (``{"args", "state_dict"}``) of methods that have one as ``head``
+    # (SimCLR and its variants): SimCLR v2 fine-tunes from its first layer
+    head: dict[str, Any] | None = None
 
 
 def on_gpu(accelerator: str) -> bool:
@@ -175,4 +178,13 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     }
     encoder: torch.nn.Module = module.method.encoder  # type: ignore[assignment]
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    return FitResult(state, rows, summary)
+    return FitResult(state, rows, summary, projection_head(module.method))
+
+
+def projection_head(method: torch.nn.Module) -> dict[str, Any] | None:
+    from csl.extract.projection import ProjectionHead
+
+    head = getattr(method, "head", None)
+    if not isinstance(head, ProjectionHead):
+        return None
+    return {"args": dict(head.args), "state_dict": {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}}

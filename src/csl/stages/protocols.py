@@ -1,0 +1,48 @@
+"""Where each evaluation protocol that runs (``eval.run``) writes its metrics, and its MLflow stage name:
+what ``register`` ranks by and ``report`` tabulates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from csl.errors import CslError
+from csl.params import Params, Variant
+from csl.stages.layout import Layout
+
+
+def protocol_files(params: Params, layout: Layout, variant: Variant) -> dict[str, Path]:
+    """The metrics file of every protocol that runs (``eval.run``), by the command that writes it."""
+    from csl.evaluate.subsets import fraction_key
+
+    run = params.eval.run
+    v = variant.name
+    files = {f"csl linear-eval --variant {v}": layout.eval_dir(variant) / "metrics.json"}
+    files.update({f"csl probe --variant {v} --protocol {p}": layout.protocol_dir(variant, p) / "metrics.json"
+                  for p in run.probes})
+    for kind, fractions in (("finetune", run.finetune), ("distill", run.distill)):
+        files.update({f"csl {kind} --variant {v} --fraction {f} ({fraction_key(f)})":
+                      layout.protocol_dir(variant, kind, str(f)) / "metrics.json" for f in fractions})
+    files.update({f"csl transfer --variant {v} --target {t}": layout.protocol_dir(variant, "transfer", t) /
+                  "metrics.json" for t in run.transfer})
+    return files
+
+
+def protocol_stages(params: Params) -> tuple[str, ...]:
+    """The MLflow stage names of the protocols that run (each its own child run)."""
+    from csl.evaluate.subsets import fraction_key
+
+    run = params.eval.run
+    return (*run.probes, *(f"finetune-{fraction_key(f)}" for f in run.finetune),
+            *(f"distill-{fraction_key(f)}" for f in run.distill), *(f"transfer-{t}" for t in run.transfer))
+
+
+def evaluation_metrics(params: Params, layout: Layout, variant: Variant) -> dict[str, Any]:
+    """Every metric of the variant's evaluation protocols (the ones ``eval.run`` selects), merged."""
+    metrics: dict[str, Any] = {}
+    for command, f in protocol_files(params, layout, variant).items():
+        if not f.is_file():
+            raise CslError(f"{f} not found: run '{command}' before registering (dvc repro runs it)")
+        metrics.update(json.loads(f.read_text()))
+    return metrics
