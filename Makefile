@@ -32,7 +32,7 @@ test: setup
 	@scripts/ensure-kubectl.sh
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4
 
 clean-outputs:
 	rm -rf data/prepared runs reports checkpoints mlflow.db mlartifacts dvc.lock

@@ -223,6 +223,15 @@ def test_protocol_stages_write_their_declared_outputs_and_log_child_runs(project
     assert json.loads((project / f"runs/{v}/eval/distill/0.1/protocol.json").read_text())["student_encoder"][
         "widths"] == [4, 8]
 
+    # registered before the transfer protocol ran (without it in eval.run) ...
+    from csl.params import parse_params
+
+    no_transfer = parse_params({**raw, "eval": {**raw["eval"], "run": {**raw["eval"]["run"], "transfer": []}}})
+    before = files_under(project)
+    first = register.main(no_transfer, project, no_transfer.selected[0])
+    assert covered(files_under(project) - before, declared("register", raw, v))
+    assert first["champion"] and first["decision"] == "no champion yet"
+
     before = files_under(project)
     transfer.prepare_main(params, project, "rgb")
     assert covered(files_under(project) - before, declared("prepare-transfer", raw, target="rgb"))
@@ -233,10 +242,10 @@ def test_protocol_stages_write_their_declared_outputs_and_log_child_runs(project
     assert rec["adaptation"]["from"] == [3, 12, 12] and rec["adaptation"]["to"] == [1, 16, 16]
     assert set(t) == {f"{p}transfer_rgb_{m}" for p in ("", "random_") for m in ("linear_top1", "knn_top1")}
 
-    before = files_under(project)
+    # ... and again after it: the same encoder's version records the transfer metrics
     out = register.main(params, project, variant)
-    assert covered(files_under(project) - before, declared("register", raw, v))
-    assert out["champion"] and out["decision"] == "no champion yet"
+    assert out["version"] == first["version"] and out["decision"] == \
+        "already registered as v1 (same encoder); recorded 4 new or changed metric(s)"
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     mv = mlflow.tracking.MlflowClient().get_model_version(out["name"], out["version"])
     assert mv.tags["csl.champion_metric"] == "finetune_10pct_top1"

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
         m, d, c = chain["model"], chain["dataset"], chain["code"]
         print(f"model     {m['uri']}  aliases: {', '.join(m['aliases']) or '-'}")
         print(f"          encoder sha256 {m['encoder_sha256']}")
-        print(f"          champion decision: {m['champion_decision']}")
+        print(f"          champion decision (by {m.get('champion_metric') or 'linear_top1'}): {m['champion_decision']}")
         print(f"dataset   {d['name']} at {d['path']}  md5 {d['dvc_md5']}  remote {d['remote']}")
         if d.get("repo"):
             print(f"          fetched from {d['repo']} at git {d['rev']}")

@@ -39,6 +39,7 @@ def dvc_command() -> list[str]:
 def write_overrides(params_path: Path, overrides: list[str]) -> None:
     """Apply validated overrides to params.yaml in place, keeping its comments."""
     roundtrip = YAML()  # ruamel keeps comments and order, as DVC's own params edits do
+    roundtrip.width = 4096  # and long lines (paths) as they are, not folded at 80 columns
     doc = roundtrip.load(params_path.read_text())
     for item in overrides:
         key, raw = item.split("=", 1)
@@ -172,7 +173,10 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
     with tracking.pipeline_run(project, params.tracking.experiment, "pipeline",
                                {"csl.stale_stages": stale[:5000]}) as parent:
         parent.params({"variants": ",".join(params.variants), "data.dataset": params.data.dataset})
-        env = {**os.environ, tracking.PARENT_ENV: parent.run_id}
+        # the stages' commands ('csl ...') resolve to this installation, also when csl was started by its
+        # path (.venv/bin/csl run) without the venv on PATH
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "PATH": path, tracking.PARENT_ENV: parent.run_id}
         cmd = [*dvc, "repro", *(["--force"] if force else [])]
         code = subprocess.run(cmd, cwd=project, env=env).returncode
         if code != 0:

@@ -111,8 +111,14 @@ def register(extractor: Any, example: Any, name: str, encoder_file: Path, tags: 
         if same is not None:
             champ = _champion(client, name)
             is_champ = champ is not None and str(champ.version) == str(same.version)
+            # the same encoder evaluated by more (or changed) protocols: its version records the metrics
+            metrics = {k: v for k, v in tags.items() if k.startswith("csl.metrics.") and same.tags.get(k) != v}
+            links = {k: v for k, v in tags.items() if k.startswith("csl.run.") and k not in same.tags}  # new stages
+            for k, v in {**metrics, **links}.items():
+                client.set_model_version_tag(name, str(same.version), k, v)
+            what = f"recorded {len(metrics)} new or changed metric(s)" if metrics else "nothing changed"
             return Registration(name, str(same.version), False, is_champ,
-                                f"already registered as v{same.version} (same encoder); nothing changed",
+                                f"already registered as v{same.version} (same encoder); {what}",
                                 str(same.run_id or ""), sha)
         with torch.no_grad():
             out = extractor(torch.as_tensor(example)).numpy()
@@ -240,7 +246,8 @@ def lineage(ref: str) -> dict[str, Any]:
     chain: dict[str, Any] = {
         "model": {"name": mv.name, "version": mv.version, "uri": f"models:/{mv.name}/{mv.version}",
                   "aliases": list(getattr(mv, "aliases", []) or []), "encoder_sha256": t.get("csl.encoder_sha256"),
-                  "champion_decision": t.get("csl.champion_decision")},
+                  "champion_decision": t.get("csl.champion_decision"),
+                  "champion_metric": t.get("csl.champion_metric", "linear_top1")},
         "dataset": {"name": t.get("csl.data.name"), "path": t.get("csl.data.path"),
                     "dvc_md5": t.get("csl.data.dvc_md5"), "content_hash": t.get("csl.data.content_hash"),
                     "remote": t.get("csl.data.remote"), "repo": t.get("csl.data.repo"),
@@ -253,8 +260,9 @@ def lineage(ref: str) -> dict[str, Any]:
         "metrics": {k.removeprefix("csl.metrics."): float(v) for k, v in t.items() if k.startswith("csl.metrics.")},
     }
     stages = [k.removeprefix("csl.run.") for k in t if k.startswith("csl.run.")]
-    first = ("pretrain", "features", "linear-eval")
-    for stage in [s for s in first if s in stages] + sorted(s for s in stages if s not in first):
+    first, last = ("pretrain", "features", "linear-eval"), ("register",)
+    middle = sorted(s for s in stages if s not in first + last)
+    for stage in [s for s in first if s in stages] + middle + [s for s in last if s in stages]:
         run_id = t[f"csl.run.{stage}"]
         run = client.get_run(run_id)
         chain["stage_runs"][stage] = {"run_id": run_id, "status": run.info.status,
