@@ -146,7 +146,7 @@ def train(net: nn.Module, images: np.ndarray, loss_fn: Loss, mean: list[float], 
             loss.backward()
             opt.step()
             sched.step()
-            last = float(loss)
+            last = float(loss.detach())
             bar.update(1)
     bar.close()
     return {"steps": float(total), "final_loss": last}
