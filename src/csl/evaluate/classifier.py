@@ -131,6 +131,7 @@ def train(net: nn.Module, images: np.ndarray, loss_fn: Loss, mean: list[float], 
     pad = max(1, images.shape[-1] // 8)
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     last = float("nan")
+    running = torch.tensor(float("nan"))
     bar = tqdm(total=total, desc=desc, unit="step", mininterval=2.0)
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
@@ -140,34 +141,25 @@ def train(net: nn.Module, images: np.ndarray, loss_fn: Loss, mean: list[float], 
             with autocast:
                 logits = net(x).float()
             loss = loss_fn(logits, idx, x)
-            if not torch.isfinite(loss):
-                raise CslError(f"{desc}: the loss became {float(loss)}; lower the learning rate")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            last = float(loss.detach())
+            running = loss.detach()  # read once per epoch: no host sync in the step
             bar.update(1)
+        last = float(running)
+        if not math.isfinite(last):
+            raise CslError(f"{desc}: the loss became {last}; lower the learning rate")
     bar.close()
     return {"steps": float(total), "final_loss": last}
 
 
-@torch.no_grad()
 def predict(net: nn.Module, images: np.ndarray, mean: list[float], std: list[float], batch_size: int,
-            device: str, temperature: float = 1.0) -> torch.Tensor:
-    """Logits ``(N, num_classes)`` (divided by ``temperature``) in eval mode, unaugmented, on the CPU."""
-    from csl.augment.view import normalize
+            device: str) -> torch.Tensor:
+    """Logits ``(N, num_classes)`` in eval mode, unaugmented, on the CPU (the feature extraction's loop)."""
+    from csl.evaluate.features import extract_features
 
-    net.to(device).eval()
-    m = torch.tensor(mean, device=device)
-    s = torch.tensor(std, device=device)
-    src = torch.as_tensor(images)
-    out = []
-    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    for b in range(0, len(src), batch_size):
-        with autocast:
-            out.append(net(normalize(src[b:b + batch_size].to(device), m, s)).float().cpu() / temperature)
-    return torch.cat(out)
+    return extract_features(net, images, mean, std, batch_size, device, desc="predict").cpu()
 
 
 def top1(logits: torch.Tensor, labels: np.ndarray) -> float:

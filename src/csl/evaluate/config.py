@@ -132,6 +132,31 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class ProtocolItem:
+    """One protocol stage of a variant: ``kind`` (probe | finetune | distill | transfer) and ``item``
+    (the probe's name, a label fraction as params.yaml writes it, e.g. ``0.01``, or a transfer target)."""
+
+    kind: str
+    item: str
+
+    @property
+    def stage(self) -> str:
+        """Its MLflow stage name (``clustering``, ``finetune-1pct``, ``transfer-<T>``)."""
+        from csl.evaluate.subsets import fraction_key
+
+        if self.kind == "probe":
+            return self.item
+        if self.kind in ("finetune", "distill"):
+            return f"{self.kind}-{fraction_key(float(self.item))}"
+        return f"{self.kind}-{self.item}"
+
+    @property
+    def option(self) -> str:
+        """Its command-line option (``--protocol``, ``--fraction``, ``--target``)."""
+        return {"probe": "--protocol", "transfer": "--target"}.get(self.kind, "--fraction")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Which protocols the pipeline runs, each item a DVC stage per variant (``[]`` turns one off):
     ``probes`` on the frozen features, ``finetune``/``distill`` label fractions (a distilled fraction
@@ -153,6 +178,13 @@ class RunConfig:
         if missing:
             raise ConfigError(f"'{path}.distill' {missing}: distillation needs the fine-tuned teacher of the same "
                               f"fraction; add {missing} to '{path}.finetune'")
+
+    def items(self) -> list[ProtocolItem]:
+        """Every protocol stage that runs for a variant, distillation last (it needs its teachers)."""
+        return [*(ProtocolItem("probe", p) for p in self.probes),
+                *(ProtocolItem("finetune", str(f)) for f in self.finetune),
+                *(ProtocolItem("transfer", t) for t in self.transfer),
+                *(ProtocolItem("distill", str(f)) for f in self.distill)]
 
 
 @dataclass(frozen=True)

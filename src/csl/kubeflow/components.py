@@ -131,12 +131,8 @@ def plan(params_yaml: str, variants: List[str], runs: Input[List[Artifact]], tre
 
     s = step(params_yaml, variants=list(variants))
     merge_results(tree.path, "", [r.path for r in runs])
-    run = s.params.eval.run
-    items = []
-    for v in s.params.selected:
-        items += [{"variant": v.name, "kind": "probe", "item": p} for p in run.probes]
-        items += [{"variant": v.name, "kind": "finetune", "item": str(f)} for f in run.finetune]
-        items += [{"variant": v.name, "kind": "transfer", "item": t} for t in run.transfer]
+    items = [{"variant": v.name, "kind": i.kind, "item": i.item} for v in s.params.selected
+             for i in s.params.eval.run.items() if i.kind != "distill"]  # distillation: the task after
     return items or [{"variant": "", "kind": "none", "item": ""}]
 
 

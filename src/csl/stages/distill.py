@@ -18,6 +18,7 @@ from csl import data as csl_data
 from csl.config.strict import to_dict
 from csl.evaluate import classifier
 from csl.evaluate.distill import distillation_loss
+from csl.evaluate.config import ProtocolItem
 from csl.evaluate.subsets import fraction_key
 from csl.io import atomic_dir
 from csl.params import Params, Variant
@@ -33,7 +34,7 @@ def distill(params: Params, variant: Variant, project: Path, fraction: str) -> d
     key = fraction_key(float(fraction))
     data = csl_data.load(layout.prepared)
     train, test = in_memory(data, "distillation")
-    teacher, record = load_model(layout.protocol_dir(variant, "finetune", fraction) / "model.pt")
+    teacher, record = load_model(layout.item_dir(variant, ProtocolItem("finetune", fraction)) / "model.pt")
     spec = record["encoder_file"]
     if spec["dataset_content_hash"] != data.meta["content_hash"]:
         from csl.errors import DataError
@@ -71,7 +72,7 @@ def distill(params: Params, variant: Variant, project: Path, fraction: str) -> d
     metrics: dict[str, Any] = {f"distill_{key}_student_top1": acc(student), f"distill_{key}_teacher_top1": acc(teacher),
                                f"distill_{key}_steps": stats["steps"], f"distill_{key}_seconds": seconds,
                                f"distill_{key}_final_loss": stats["final_loss"]}
-    out = layout.protocol_dir(variant, "distill", fraction)
+    out = layout.item_dir(variant, ProtocolItem("distill", fraction))
     with atomic_dir(out) as tmp:
         (tmp / "protocol.json").write_text(json.dumps({"protocol": "distill", "fraction": float(fraction),
                                                        "student_encoder": student_spec or spec["encoder"],
@@ -86,13 +87,14 @@ def main(params: Params, project: Path, variant: Variant, fraction: str) -> dict
 
     layout = Layout(project, params)
     key = fraction_key(float(fraction))
-    with tracking.stage_run(project, params.tracking.experiment, f"distill-{key}", variant.name) as rec:
+    with tracking.stage_run(project, params.tracking.experiment, ProtocolItem("distill", fraction).stage,
+                            variant.name) as rec:
         rec.params({"variant": variant.name, "protocol": "distill", "fraction": float(fraction),
                     **to_dict(params.eval.distill)})
         rec.dataset(csl_data.read_meta(layout.prepared), str(layout.prepared), tracking.dvc_out_md5(project, PREPARED))
         metrics = distill(params, variant, project, fraction)
         rec.metrics(metrics)
-        rec.artifact(layout.protocol_dir(variant, "distill", fraction), "distill")
+        rec.artifact(layout.item_dir(variant, ProtocolItem("distill", fraction)), "distill")
     print(f"distilled {variant.name} ({key} teacher): student top-1 {metrics[f'distill_{key}_student_top1']:.4f}, "
           f"teacher {metrics[f'distill_{key}_teacher_top1']:.4f}")
     return metrics

@@ -24,6 +24,7 @@ from csl.config.strict import to_dict
 from csl.data.dataset import Split
 from csl.errors import CslError
 from csl.evaluate import classifier
+from csl.evaluate.config import ProtocolItem
 from csl.evaluate.subsets import balanced_subset, fraction_key, subset_hash
 from csl.io import atomic_dir
 from csl.params import Params, Variant
@@ -55,12 +56,13 @@ def spec_of(payload: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def finetune(params: Params, variant: Variant, project: Path, fraction: str) -> dict[str, Any]:
-    """Pure stage (see the module docstring)."""
+def finetune(params: Params, variant: Variant, project: Path, fraction: str,
+             data: csl_data.Prepared | None = None) -> dict[str, Any]:
+    """Pure stage (see the module docstring); ``data``: the prepared dataset when the caller has it."""
     layout = Layout(project, params)
     cfg = params.eval.finetune
     frac = float(fraction)
-    data = csl_data.load(layout.prepared)
+    data = data if data is not None else csl_data.load(layout.prepared)
     train, test = in_memory(data, "fine-tuning")
     idx, record = subset(params, train.labels, frac)  # a fraction leaving a class empty fails here
     payload = checked_payload(layout, variant, data.meta)
@@ -89,7 +91,7 @@ def finetune(params: Params, variant: Variant, project: Path, fraction: str) -> 
     if cfg.baseline:
         _, racc, _ = run(True)
         metrics[f"random_finetune_{key}_top1"] = racc
-    out = layout.protocol_dir(variant, "finetune", fraction)
+    out = layout.item_dir(variant, ProtocolItem("finetune", fraction))
     with atomic_dir(out) as tmp:
         buf = io.BytesIO()
         torch.save({"format": MODEL_FORMAT, "encoder_file": spec_of(payload), "from_head_layer": cfg.from_head_layer,
@@ -122,17 +124,18 @@ def main(params: Params, project: Path, variant: Variant, fraction: str) -> dict
 
     layout = Layout(project, params)
     frac = float(fraction)
-    train, _ = in_memory(csl_data.load(layout.prepared), "fine-tuning")
+    data = csl_data.load(layout.prepared)
+    train, _ = in_memory(data, "fine-tuning")
     _, record = subset(params, train.labels, frac)  # a bad fraction fails before any run opens
-    with tracking.stage_run(project, params.tracking.experiment, f"finetune-{fraction_key(frac)}",
+    with tracking.stage_run(project, params.tracking.experiment, ProtocolItem("finetune", fraction).stage,
                             variant.name) as rec:
         rec.params({"variant": variant.name, "protocol": "finetune", "fraction": frac, "seed": params.eval.seed,
                     **to_dict(params.eval.finetune)})
         rec.tags({"csl.subset_sha256": record["sha256"], "csl.subset_size": str(record["size"])})
         rec.dataset(csl_data.read_meta(layout.prepared), str(layout.prepared), tracking.dvc_out_md5(project, PREPARED))
-        metrics = finetune(params, variant, project, fraction)
+        metrics = finetune(params, variant, project, fraction, data)
         rec.metrics(metrics)
-        out = layout.protocol_dir(variant, "finetune", fraction)
+        out = layout.item_dir(variant, ProtocolItem("finetune", fraction))
         for name in ("metrics.json", "subset.json", "protocol.json"):
             rec.artifact(out / name, "finetune")
     key = fraction_key(frac)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from csl.evaluate.config import ProtocolItem
 from csl.params import Params, Variant
 
 
@@ -57,6 +58,12 @@ class Layout:
         writes under ``eval/`` so that ``register`` depends on all of them."""
         d = self.eval_dir(variant) / protocol
         return d / item if item is not None else d
+
+    def item_dir(self, variant: Variant, item: ProtocolItem) -> Path:
+        """Where a protocol item writes: ``eval/<probe>``, ``eval/finetune/<F>``, ``eval/transfer/<T>``..."""
+        if item.kind == "probe":
+            return self.protocol_dir(variant, item.item)
+        return self.protocol_dir(variant, item.kind, item.item)
 
     def transfer_data(self, target: str) -> Path:
         return self.project / TRANSFER / target

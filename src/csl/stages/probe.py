@@ -19,7 +19,7 @@ from csl.config.strict import to_dict
 from csl.data.dataset import Split
 from csl.errors import ConfigError
 from csl.evaluate.clustering import cluster_metrics
-from csl.evaluate.config import PROBES
+from csl.evaluate.config import PROBES, ProtocolItem
 from csl.evaluate.protocol import Features
 from csl.evaluate.retrieval import nearest, neighbour_grid, retrieval_metrics
 from csl.io import atomic_dir
@@ -80,7 +80,7 @@ def probe(params: Params, variant: Variant, project: Path, protocol: str) -> dic
     metrics: dict[str, Any] = dict(run(trained))
     if rand is not None:
         metrics.update({f"random_{k}": v for k, v in run(rand).items()})
-    out = layout.protocol_dir(variant, protocol)
+    out = layout.item_dir(variant, ProtocolItem("probe", protocol))
     with atomic_dir(out) as tmp:
         if protocol == "retrieval":
             grid(params, layout, trained, tmp)
@@ -98,11 +98,12 @@ def main(params: Params, project: Path, variant: Variant, protocol: str) -> dict
 
     layout = Layout(project, params)
     check(params, protocol, read_meta(layout.features_dir(variant)))
-    with tracking.stage_run(project, params.tracking.experiment, protocol, variant.name) as rec:
+    with tracking.stage_run(project, params.tracking.experiment, ProtocolItem("probe", protocol).stage,
+                            variant.name) as rec:
         settings = params.eval.clustering if protocol == "clustering" else params.eval.retrieval
         rec.params({"variant": variant.name, "protocol": protocol, "seed": params.eval.seed, **to_dict(settings)})
         metrics = probe(params, variant, project, protocol)
         rec.metrics(metrics)
-        rec.artifact(layout.protocol_dir(variant, protocol), protocol)
+        rec.artifact(layout.item_dir(variant, ProtocolItem("probe", protocol)), protocol)
     print(f"{protocol} of {variant.name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return metrics

@@ -14,28 +14,16 @@ from csl.stages.layout import Layout
 
 def protocol_files(params: Params, layout: Layout, variant: Variant) -> dict[str, Path]:
     """The metrics file of every protocol that runs (``eval.run``), by the command that writes it."""
-    from csl.evaluate.subsets import fraction_key
-
-    run = params.eval.run
     v = variant.name
     files = {f"csl linear-eval --variant {v}": layout.eval_dir(variant) / "metrics.json"}
-    files.update({f"csl probe --variant {v} --protocol {p}": layout.protocol_dir(variant, p) / "metrics.json"
-                  for p in run.probes})
-    for kind, fractions in (("finetune", run.finetune), ("distill", run.distill)):
-        files.update({f"csl {kind} --variant {v} --fraction {f} ({fraction_key(f)})":
-                      layout.protocol_dir(variant, kind, str(f)) / "metrics.json" for f in fractions})
-    files.update({f"csl transfer --variant {v} --target {t}": layout.protocol_dir(variant, "transfer", t) /
-                  "metrics.json" for t in run.transfer})
+    files.update({f"csl {i.kind} --variant {v} {i.option} {i.item}": layout.item_dir(variant, i) / "metrics.json"
+                  for i in params.eval.run.items()})
     return files
 
 
 def protocol_stages(params: Params) -> tuple[str, ...]:
     """The MLflow stage names of the protocols that run (each its own child run)."""
-    from csl.evaluate.subsets import fraction_key
-
-    run = params.eval.run
-    return (*run.probes, *(f"finetune-{fraction_key(f)}" for f in run.finetune),
-            *(f"distill-{fraction_key(f)}" for f in run.distill), *(f"transfer-{t}" for t in run.transfer))
+    return tuple(i.stage for i in params.eval.run.items())
 
 
 def evaluation_metrics(params: Params, layout: Layout, variant: Variant) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from csl.params import Params
 from csl.report import plots
 from csl.report.render import html_page, markdown
 from csl.stages.layout import PREPARED, Layout
+from csl.evaluate.subsets import fraction_key
 from csl.stages.protocols import evaluation_metrics
 
 
@@ -83,14 +84,10 @@ def protocol_charts(params: Params) -> list[tuple[str, str, list[tuple[str, str]
         charts.append(("Retrieval: test queries, training database (cosine)", "retrieval.png",
                        [s for n in names for s in pair(n)], "%", 100.0))
     if run.finetune:
-        from csl.evaluate.subsets import fraction_key
-
         names = [f"finetune_{fraction_key(f)}_top1" for f in run.finetune]
         charts.append(("Few-label fine-tuning vs the same architecture from random init", "finetune.png",
                        [s for n in names for s in pair(n)], "test top-1 (%)", 100.0))
     if run.distill:
-        from csl.evaluate.subsets import fraction_key
-
         series = [(f"distill_{fraction_key(f)}_{w}_top1", metric_label(f"distill_{fraction_key(f)}_{w}_top1"))
                   for f in run.distill for w in ("teacher", "student")]
         charts.append(("Self-distillation: teacher (fine-tuned) and student (no labels)", "distill.png", series,

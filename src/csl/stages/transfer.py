@@ -19,6 +19,7 @@ from csl.config.strict import to_dict
 from csl.encoders.saved import build_from_payload, read_payload
 from csl.errors import ConfigError, DataError
 from csl.evaluate.adapt import adapt_images
+from csl.evaluate.config import ProtocolItem
 from csl.evaluate.features import extract_features
 from csl.evaluate.protocol import Features, frozen_metrics
 from csl.io import atomic_dir
@@ -78,7 +79,7 @@ def transfer(params: Params, variant: Variant, project: Path, target: str) -> di
             torch.as_tensor(test.labels))
         metrics.update({f"{prefix}transfer_{target}_{k}": v for k, v in
                         frozen_metrics(f, len(meta["classes"]), cfg).items()})
-    out = layout.protocol_dir(variant, "transfer", target)
+    out = layout.item_dir(variant, ProtocolItem("transfer", target))
     with atomic_dir(out) as tmp:
         (tmp / "protocol.json").write_text(json.dumps({
             "protocol": "transfer", "target": target, "target_data": to_dict(target_config(params, target)),
@@ -112,12 +113,13 @@ def main(params: Params, project: Path, variant: Variant, target: str) -> dict[s
     where = layout.transfer_data(target)
     meta = csl_data.read_meta(where)
     check_labelled(meta, where)  # before any run opens
-    with tracking.stage_run(project, params.tracking.experiment, f"transfer-{target}", variant.name) as rec:
+    with tracking.stage_run(project, params.tracking.experiment, ProtocolItem("transfer", target).stage,
+                            variant.name) as rec:
         rec.params({"variant": variant.name, "protocol": "transfer", "target": target,
                     "data": to_dict(target_config(params, target))})
         rec.dataset(meta, str(where), tracking.dvc_out_md5(project, f"{TRANSFER}/{target}"))
         metrics = transfer(params, variant, project, target)
         rec.metrics(metrics)
-        rec.artifact(layout.protocol_dir(variant, "transfer", target), "transfer")
+        rec.artifact(layout.item_dir(variant, ProtocolItem("transfer", target)), "transfer")
     print(f"transfer of {variant.name} to {target}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return metrics

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csl.errors import CslError
+from csl.evaluate.config import ProtocolItem
 from csl.params import Params, Variant, load_params
 from csl.stages.layout import Layout
 
@@ -82,17 +83,15 @@ def run_protocol(s: Step, item: dict[str, str], data: str, tree: str, data_repo:
     v = s.params.variant(item["variant"])
     s.put(s.layout.data_dir, data)
     s.put_variant(v, tree)
-    kind, name = item["kind"], item["item"]
-    if kind == "probe":
+    todo = ProtocolItem(item["kind"], item["item"])
+    name = todo.item
+    if todo.kind == "probe":
         probe.main(s.params, s.project, v, name)
-        out = s.layout.protocol_dir(v, name)
-    elif kind == "finetune":
+    elif todo.kind == "finetune":
         finetune.main(s.params, s.project, v, name)
-        out = s.layout.protocol_dir(v, "finetune", name)
-    elif kind == "distill":
+    elif todo.kind == "distill":
         distill.main(s.params, s.project, v, name)
-        out = s.layout.protocol_dir(v, "distill", name)
-    elif kind == "transfer":
+    elif todo.kind == "transfer":
         target = f"data/transfer/{name}"
         if data_repo:
             prep.fetch_main(s.params, s.project, data_repo, data_rev or "HEAD", target, track=False)
@@ -102,9 +101,9 @@ def run_protocol(s: Step, item: dict[str, str], data: str, tree: str, data_repo:
             raise CslError(f"transfer target {name}: no data_repo given and allow_unversioned is off; version "
                            f"{target} with DVC in data_repo ('dvc repro prepare-transfer') and push it")
         transfer.main(s.params, s.project, v, name)
-        out = s.layout.protocol_dir(v, "transfer", name)
     else:
-        raise CslError(f"unknown protocol kind {kind!r}")
+        raise CslError(f"unknown protocol kind {todo.kind!r}")
+    out = s.layout.item_dir(v, todo)
     export(out, str(Path(result, "out")))
     Path(result, "path.txt").write_text(out.relative_to(s.project).as_posix())
     return out
