@@ -25,6 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import SETUPS, variant  # noqa: E402
 
+from csl.methods.base import Batch  # noqa: E402
 from csl.methods.config import parse_method  # noqa: E402
 from csl.train.build import build_method  # noqa: E402
 from csl.train.compile import compile_networks  # noqa: E402
@@ -70,7 +71,7 @@ def main() -> None:
 
         def step() -> None:
             with torch.autocast("cpu", torch.bfloat16):
-                loss = method.training_loss(images, gen)["loss"]
+                loss = method.training_loss(Batch(images), gen)["loss"]
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -122,6 +122,7 @@ def step_flops(setup: dict[str, Any], batch: int, meta: dict[str, Any]) -> float
     """FLOPs of one csl training step (2 views: forward + backward), counted by torch."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from csl.methods.base import Batch
     from csl.methods.config import parse_method
     from csl.train.build import build_method
 
@@ -129,7 +130,7 @@ def step_flops(setup: dict[str, Any], batch: int, meta: dict[str, Any]) -> float
     method = build_method(cfg, meta)
     images = torch.randint(0, 256, (batch, *meta["shape"]), dtype=torch.uint8)
     with FlopCounterMode(display=False) as counter:
-        loss = method.training_loss(images, torch.Generator().manual_seed(0))["loss"]
+        loss = method.training_loss(Batch(images), torch.Generator().manual_seed(0))["loss"]
         loss.backward()
     return float(counter.get_total_flops())
 

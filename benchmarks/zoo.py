@@ -77,7 +77,7 @@ def finetune_rows(params_raw: dict[str, Any], variant: str, work: Path, fraction
 
 def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Path,
                 raw_dir: Path | None = None, code: str | None = None, finetune: float | None = None,
-                head_layers: list[int] | None = None) -> dict[str, Any]:
+                head_layers: list[int] | None = None, limit_batches: int | None = None) -> dict[str, Any]:
     from csl.params import parse_params
     from csl.stages.features import features
     from csl.stages.linear_eval import linear_eval
@@ -87,6 +87,8 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
     raw["variants"] = [variant]
     raw["methods"][variant].setdefault("train", {})["epochs"] = epochs
     raw["methods"][variant]["train"]["progress_bar"] = False
+    if limit_batches:  # a CPU budget for the costly encoders (ViT): this many steps per epoch
+        raw["methods"][variant]["train"]["limit_train_batches"] = limit_batches
     params = parse_params(raw)
     v = params.variant(variant)
     start = time.perf_counter()
@@ -112,6 +114,7 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
         "supervised": supervised,
         "parts": " | ".join(parts[k]["name"] for k in ("augment", "encoder", "extract", "similarity", "loss")),
         "epochs": epochs,
+        "limit_batches": limit_batches,
         "batch_size": v.config.train.batch_size,
         "linear_top1": metrics["linear_top1"],
         "knn_top1": metrics["knn_top1"],
@@ -123,12 +126,18 @@ def run_variant(params_raw: dict[str, Any], variant: str, epochs: int, work: Pat
         "final_loss": fit.summary["final_loss"],
         "finetune": tuned,
         "command": f"python benchmarks/zoo.py --epochs {epochs} --variants {variant}"
+                   + (f" --limit-batches {limit_batches}" if limit_batches else "")
                    + (f" --finetune {finetune} --head-layers {' '.join(map(str, head_layers or [0]))}" if finetune else ""),
         "hardware": hardware(),
         "date": time.strftime("%Y-%m-%d"),
         "commit": code or commit(),
         "code_fingerprint": fit.summary.get("code_fingerprint"),
     }
+
+
+def epochs_cell(r: dict[str, Any]) -> str:
+    """``2``, or ``2 x 100 steps`` for a row whose epochs were capped (``--limit-batches``)."""
+    return f"{r['epochs']} x {r['limit_batches']} steps" if r.get("limit_batches") else str(r["epochs"])
 
 
 def render(rows: list[dict[str, Any]], dataset: str) -> str:
@@ -151,7 +160,7 @@ def render(rows: list[dict[str, Any]], dataset: str) -> str:
     for r in rows:
         beats = r["linear_top1"] > r["random_linear_top1"] and r["knn_top1"] > r["random_knn_top1"]
         lines.append(
-            f"| {r['variant']}{' (supervised reference: sees labels)' if r.get('supervised') else ''} | {r['method']}: {r['parts'].replace('|', chr(92) + '|')} | {r['epochs']} | {100 * r['linear_top1']:.2f}% "
+            f"| {r['variant']}{' (supervised reference: sees labels)' if r.get('supervised') else ''} | {r['method']}: {r['parts'].replace('|', chr(92) + '|')} | {epochs_cell(r)} | {100 * r['linear_top1']:.2f}% "
             f"| {100 * r['knn_top1']:.2f}% | {100 * r['random_linear_top1']:.2f}% | {100 * r['random_knn_top1']:.2f}% "
             f"| {'yes' if beats else '**no**'} (+{100 * (r['linear_top1'] - r['random_linear_top1']):.1f} / "
             f"+{100 * (r['knn_top1'] - r['random_knn_top1']):.1f}) | {r['images_per_s']:.0f} "
@@ -189,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune", type=float, default=None, help="also fine-tune on this label fraction (0.01)")
     ap.add_argument("--head-layers", type=int, nargs="*", default=[0],
                     help="fine-tune from these projection-head layers (0: the encoder alone; 1: SimCLR v2)")
+    ap.add_argument("--limit-batches", type=int, default=None,
+                    help="at most this many steps per epoch (a CPU budget for ViT variants; recorded in the row)")
     ap.add_argument("--work", type=Path, default=REPO / "build" / "zoo")
     ap.add_argument("--fresh", action="store_true", help="delete the work directory first")
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
@@ -224,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         # a fresh checkpoint per budget: never resume a run with other settings
         shutil.rmtree(args.work / "checkpoints" / v, ignore_errors=True)
         row = run_variant(params_raw, v, args.epochs, args.work, args.results_dir / "zoo-raw", code, args.finetune,
-                          args.head_layers)
+                          args.head_layers, args.limit_batches)
         rows[v] = row
         print(f"   linear {100 * row['linear_top1']:.2f}% (random {100 * row['random_linear_top1']:.2f}%), "
               f"kNN {100 * row['knn_top1']:.2f}% (random {100 * row['random_knn_top1']:.2f}%), "

@@ -53,6 +53,10 @@ CASES = {  # a case per method (its name), and per loss a method can swap in ("m
     "dino": ("multicrop", {}),
     "dim": ("two", {"method": {"name": "dim", "comparisons": [[1, 4]]}}),
     "cpc": ("one", {}),
+    # encoders beyond the small CNN: a timm backbone (batch norm made global) and a ViT (frozen patch projection)
+    "simclr+timm-resnet18": ("two", {"encoder": {"name": "timm", "model": "resnet18"}}),
+    "moco_v3+vit": ("two", {"encoder": {"name": "vit", "image_size": 16, "patch_size": 4, "dim": 32, "depth": 2,
+                                        "heads": 2, "freeze_patch_embed": True}}),
 }
 BATCH = 8  # per rank; the single process takes 2 x BATCH
 

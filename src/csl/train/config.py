@@ -20,6 +20,9 @@ class TrainConfig:
     ``compile``: ``torch.compile`` the encoder and heads (:mod:`csl.train.compile`); off by
     default: measured +16% images/s for the small CNN and +7% for ResNet-18 on this project's
     CPU after a 10-40 s compile (``benchmarks/throughput.py``).
+    ``gradient_clip``: null, or the largest L2 norm of each parameter tensor's gradient: a larger
+    one is scaled down to it (DINO's ``clip_gradients``, per tensor, 3.0 for ViT: arXiv 2104.14294,
+    App. and official ``utils.py``).
     """
 
     epochs: int = 100
@@ -35,6 +38,7 @@ class TrainConfig:
     progress_bar: bool = True
     sync_batchnorm: bool = True
     compile: bool = False
+    gradient_clip: float | None = None
 
     def validate(self, path: str) -> None:
         for key in ("epochs", "batch_size", "devices", "num_nodes"):
@@ -44,3 +48,5 @@ class TrainConfig:
             raise ConfigError(f"'{path}.batch_size' must be >= 2 for contrastive losses")
         if self.limit_train_batches is not None and self.limit_train_batches < 1:
             raise ConfigError(f"'{path}.limit_train_batches' must be >= 1 or null")
+        if self.gradient_clip is not None and self.gradient_clip <= 0:
+            raise ConfigError(f"'{path}.gradient_clip' must be > 0 or null (no clipping), got {self.gradient_clip}")

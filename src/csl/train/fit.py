@@ -97,6 +97,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     module = PretrainModule(
         method, cfg.optimizer, cfg.schedule, lr,
         total_steps=steps_per_epoch * t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
+        gradient_clip=t.gradient_clip,
     )
     history = EpochHistory(global_batch, sink)
     callbacks: list[L.Callback] = [

@@ -28,6 +28,16 @@ def as_batch(batch: Batch | tuple[torch.Tensor, torch.Tensor] | torch.Tensor) ->
     return Batch(batch)
 
 
+@torch.no_grad()
+def clip_per_tensor(params: Any, max_norm: float) -> None:
+    """DINO's gradient clipping (official ``utils.clip_gradients``): each parameter tensor's gradient
+    ``g`` becomes ``g * min(1, max_norm / (||g||_2 + 1e-6))``, independently of the others."""
+    for p in params:
+        if p.grad is not None:
+            norm = p.grad.norm(2)
+            p.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+
+
 class PretrainModule(L.LightningModule):
     """Runs ``method.training_loss`` with the augmentation generator, optimizer and schedule.
 
@@ -46,6 +56,7 @@ class PretrainModule(L.LightningModule):
         total_steps: int,
         steps_per_epoch: int,
         seed: int,
+        gradient_clip: float | None = None,
     ) -> None:
         super().__init__()
         self.method = method
@@ -56,6 +67,7 @@ class PretrainModule(L.LightningModule):
         self.steps_per_epoch = steps_per_epoch
         self.warmup_steps = int(round(schedule.warmup_epochs * steps_per_epoch))
         self.seed = seed
+        self.gradient_clip = gradient_clip
         self.generator: torch.Generator | None = None
         self._rng_state: torch.Tensor | None = None
         # the first non-finite loss (step, value), kept on the device and read only by
@@ -129,6 +141,10 @@ class PretrainModule(L.LightningModule):
 
     def on_after_backward(self) -> None:
         self.method.after_backward()
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        if self.gradient_clip is not None:
+            clip_per_tensor(self.method.parameters(), self.gradient_clip)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """After the optimizer step: update explicit method state (EMA targets) with the
