@@ -8,3 +8,11 @@ methods (:mod:`csl.methods`) that only compose them.
 """
 
 __version__ = "0.1.0"
+
+
+def load_encoder(uri: str) -> object:
+    """``csl.load_encoder("models:/NAME@champion" | "runs:/..." | "path/encoder.pt")``: the encoder's
+    feature extractor with its preprocessing (:mod:`csl.embed.load`)."""
+    from csl.embed.load import load_encoder as _load
+
+    return _load(uri)

@@ -3,7 +3,7 @@ override any key for that invocation (``csl run`` writes them into params.yaml).
 
 One module per command group: :mod:`csl.cli.stages` (the pipeline's stages, ``run``, ``params``,
 ``relog``), :mod:`csl.cli.data` (``shard``, ``fetch-data``), :mod:`csl.cli.methods`,
-:mod:`csl.cli.registry` (``registry``, ``lineage``, ``reproduce``), :mod:`csl.cli.k8s` and
+:mod:`csl.cli.registry` (``registry``, ``lineage``, ``reproduce``), :mod:`csl.cli.embed`, :mod:`csl.cli.k8s` and
 :mod:`csl.cli.pipeline`. Each declares its parsers and runs its commands; the heavy imports are
 made by the command that needs them.
 """
@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from csl.cli import data, k8s, methods, pipeline, registry, stages
+from csl.cli import data, embed, k8s, methods, pipeline, registry, stages
 from csl.errors import CslError
 
-GROUPS = (stages, data, methods, registry, k8s, pipeline)
+GROUPS = (stages, data, methods, registry, embed, k8s, pipeline)
 
 # optional dependency (top-level module) -> the extra that installs it (pyproject.toml)
 EXTRAS = {"mlflow": "tracking", "dvc": "pipeline", "ruamel": "pipeline", "boto3": "s3", "botocore": "s3",
@@ -31,6 +31,8 @@ EPILOG = """examples:
   csl register --variant simclr-small        # MLflow registry: csl-encoder-fashion-mnist-simclr-small
   csl lineage models:/csl-encoder-fashion-mnist-simclr-small@champion
   csl reproduce models:/csl-encoder-fashion-mnist-simclr-small@champion   # retrain it from its lineage
+  csl embed models:/csl-encoder-fashion-mnist-simclr-small@champion images/ -o emb.parquet   # resumable
+  csl k8s serve-manifest models:/csl-encoder-fashion-mnist-simclr-small@champion > isvc.yaml    # KServe
   csl params                                # print the resolved parameters
   csl methods                               # registered methods, components, and the variants here
   csl methods show byol                     # a method's defaults and the losses it takes

@@ -19,6 +19,7 @@ def extract_features(
     batch_size: int = 1024,
     device: str | torch.device = "cpu",
     desc: str = "features",
+    progress: bool = True,
 ) -> torch.Tensor:
     """``uint8 (N, C, H, W) -> float32 (N, D)`` with the dataset's normalization."""
     encoder = encoder.to(device).eval()
@@ -27,7 +28,7 @@ def extract_features(
     src = torch.as_tensor(images)
     out = []
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    for i in tqdm(range(0, len(src), batch_size), desc=desc, unit="batch", mininterval=2.0):
+    for i in tqdm(range(0, len(src), batch_size), desc=desc, unit="batch", mininterval=2.0, disable=not progress):
         x = normalize(src[i : i + batch_size].to(device), m, s)
         with autocast:
             out.append(encoder(x).float())

@@ -204,6 +204,22 @@ def resolve(uri_or_name: str) -> Any:
     raise CslError(f"no registered model {ref!r}; list them with csl registry list")
 
 
+def resolve_encoder(uri_or_name: str) -> Any:
+    """:func:`resolve`, refused unless the version is a csl encoder (it carries ``csl.encoder_sha256``,
+    written by :func:`register`)."""
+    mv = resolve(uri_or_name)
+    if not mv.tags.get("csl.encoder_sha256"):
+        raise CslError(f"{uri_or_name} is not a csl encoder: version {mv.version} of {mv.name} has no "
+                       "csl.encoder_sha256 tag. csl encoders are registered by the pipeline's register stage "
+                       "(csl register) as csl-encoder-<dataset>-<variant>; list them with csl registry list")
+    return mv
+
+
+def download_uri(mv: Any) -> str:
+    """Where the registry keeps the files of model version ``mv``."""
+    return str(_client().get_model_version_download_uri(mv.name, mv.version))
+
+
 def dataset_prefix(dataset: str) -> str:
     """The name prefix of every encoder registered for ``dataset``."""
     return model_name(dataset, "x")[:-1]
