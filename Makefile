@@ -30,6 +30,7 @@ run: setup data
 
 test: setup
 	@scripts/ensure-kubectl.sh
+	@scripts/ensure-postgres.sh
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
 	$(BIN)/python -m pytest -q -n auto --maxprocesses=4

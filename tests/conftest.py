@@ -183,11 +183,14 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """A real ``mlflow server`` subprocess on loopback (SQLite backend, proxied artifacts); it
-    can be stopped and started again on the same port and store."""
+    """A real ``mlflow server`` subprocess on loopback (SQLite backend unless ``backend`` names
+    another store, e.g. PostgreSQL; proxied artifacts); it can be stopped and started again on the
+    same port and store."""
 
-    def __init__(self, tmp: Path, artifacts: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, artifacts: str, env: dict[str, str] | None = None,
+                 backend: str | None = None) -> None:
         self.tmp, self.artifacts, self.env = tmp, artifacts, env or {}
+        self.backend = backend or f"sqlite:///{tmp / 'server.db'}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -201,7 +204,7 @@ class MlflowServer:
         log = open(self.tmp / "mlflow-server.log", "ab")  # noqa: SIM115 (the server holds it)
         self.proc = subprocess.Popen(
             [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.tmp / 'server.db'}", "--artifacts-destination",
+             "--backend-store-uri", self.backend, "--artifacts-destination",
              self.artifacts], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 90
@@ -237,6 +240,32 @@ def mlflow_server(s3, tmp_path: Path):  # type: ignore[no-untyped-def]
     ``(url, bucket)``."""
     endpoint, bucket, env = s3
     server = MlflowServer(tmp_path, f"s3://{bucket}/mlflow", {**env, "MLFLOW_S3_ENDPOINT_URL": endpoint})
+    try:
+        yield server.start(), bucket
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres():  # type: ignore[no-untyped-def]
+    """A real PostgreSQL server on loopback (see tests/postgres.py); yields the SQLAlchemy URL of
+    an empty database ``mlflow``."""
+    from postgres import PostgresServer
+
+    server = PostgresServer(free_port())
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_server_postgres(s3, postgres: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``mlflow server`` as k8s/mlflow deploys it: PostgreSQL backend store, artifacts proxied to S3
+    (moto's server). Yields ``(url, bucket)``."""
+    endpoint, bucket, env = s3
+    server = MlflowServer(tmp_path, f"s3://{bucket}/mlflow", {**env, "MLFLOW_S3_ENDPOINT_URL": endpoint},
+                          backend=postgres)
     try:
         yield server.start(), bucket
     finally:

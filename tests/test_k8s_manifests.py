@@ -64,7 +64,10 @@ def test_mlflow_server_manifests() -> None:
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert c["image"] == "ghcr.io/csl-project/csl-mlflow:3.17.2"
     args = c["args"]
-    assert "--backend-store-uri=postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@mlflow-postgres:5432/mlflow" in args
+    # the driver named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which the image (psycopg2) lacks;
+    # tests/test_serving.py runs the server on PostgreSQL with this same scheme
+    assert ("--backend-store-uri=postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@mlflow-postgres:5432/mlflow"
+            in args)
     assert "--artifacts-destination=$(MLFLOW_ARTIFACTS_DESTINATION)" in args and "--serve-artifacts" in args
     settings = by_kind(docs, "ConfigMap", "mlflow-settings")
     assert settings["data"]["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://")
@@ -108,3 +111,68 @@ def test_kfp_runtime_settings_match_the_pipeline_and_the_launcher() -> None:
         assert cfg["configMapAsEnv"][0]["configMapName"] == SETTINGS, name
         assert cfg["secretAsEnv"][0]["secretName"] == CREDENTIALS, name
     assert "nodeSelector" in execs["exec-pretrain"] and "tolerations" in execs["exec-pretrain"]
+
+
+def test_kserve_serving_manifests_validate_against_the_crd_and_the_runtime() -> None:
+    from csl.k8s.serving import validate_inference_service
+
+    docs = render("serving")
+    validate([d for d in docs if d["kind"] != "InferenceService"])  # core kinds: Kubernetes' own schemas
+    isvc = by_kind(docs, "InferenceService")
+    assert validate_inference_service(isvc) == []
+    account = by_kind(docs, "ServiceAccount", "csl-serving")
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == "csl-serving"
+    secret = yaml.safe_load((REPO / "k8s" / "serving" / "s3-secret.yaml").read_text())
+    validate([secret])
+    assert account["secrets"] == [{"name": secret["metadata"]["name"]}]
+    assert {"serving.kserve.io/s3-endpoint", "serving.kserve.io/s3-usehttps"} <= set(secret["metadata"]["annotations"])
+    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "mlflow" and model["protocolVersion"] == "v2"
+    assert model["resources"]["limits"] and model["storageUri"].startswith("s3://")
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    (("spec", "predictor", "minReplicas"), "one", "minReplicas: 'one' is not of type 'integer'"),
+    (("spec", "predictor", "model", "imagee"), "typo", "Additional properties are not allowed"),
+    (("spec", "predictor", "model", "modelFormat"), {"name": "onnx"}, "serves no model format"),
+    (("spec", "predictor", "model", "protocolVersion"), "v1", "speaks ['v2'], not v1"),
+    (("spec", "predictor", "model", "storageUri"), "file:///tmp/m", "KServe reads"),
+    (("metadata", "name"), "Csl_Encoder", "not a DNS-1035 label"),
+])
+def test_the_inference_service_validator_rejects(path: tuple[str, ...], value: object, expected: str) -> None:
+    from csl.k8s.serving import validate_inference_service
+
+    isvc = by_kind(render("serving"), "InferenceService")
+    node = isvc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    problems = validate_inference_service(isvc)
+    assert any(expected in p for p in problems), problems
+
+
+def test_serve_manifest_storage_uri_from_the_registry_location() -> None:
+    from csl.errors import CslError
+    from csl.k8s.serving import ServedModel, ServeSpec, dns_name, render as render_isvc, storage_uri
+
+    assert storage_uri("mlflow-artifacts:/1/models/m-abc/artifacts", "s3://b/mlflow/") == \
+        "s3://b/mlflow/1/models/m-abc/artifacts"
+    assert storage_uri("mlflow-artifacts://mlflow.svc:5000/1/models/m-abc/artifacts", "s3://b/a") == \
+        "s3://b/a/1/models/m-abc/artifacts"
+    assert storage_uri("s3://other/x/artifacts") == "s3://other/x/artifacts"
+    with pytest.raises(CslError, match="which a cluster cannot read"):
+        storage_uri("file:///home/me/mlartifacts/models/m-1/artifacts")
+    long = dns_name("csl-encoder-" + "x" * 80)
+    assert len(long) == 63 and long.startswith("csl-encoder-x")
+    assert dns_name("csl-encoder-cifar10-dino_vit") == "csl-encoder-cifar10-dino-vit"
+    docs = render_isvc(ServedModel("csl-encoder-a-b", "3", "f" * 64, "mlflow-artifacts:/2/models/m-9/artifacts"),
+                       ServeSpec(namespace="ml", gpus=1, cpu="2", memory="8Gi"))
+    from csl.k8s.serving import validate_inference_service
+
+    assert validate_inference_service(docs[1]) == []
+    model = docs[1]["spec"]["predictor"]["model"]
+    assert model["storageUri"] == "s3://csl-mlflow/artifacts/2/models/m-9/artifacts"
+    assert model["resources"]["limits"] == {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": 1}
+    assert docs[1]["metadata"]["namespace"] == "ml" and docs[0]["metadata"]["namespace"] == "ml"
+    validate([docs[0]])

@@ -1,5 +1,5 @@
 """``csl k8s render | validate | submit | status | delete``: a variant's pretraining as a Kubeflow
-PyTorchJob."""
+PyTorchJob; ``csl k8s serve-manifest``: a registered encoder served by KServe."""
 
 from __future__ import annotations
 
@@ -35,8 +35,29 @@ def add_parsers(sub: Any) -> None:
         ka = ks.add_parser(action, help=help_)
         ka.add_argument("name")
         _cluster_options(ka)
-    kv = ks.add_parser("validate", help="validate a PyTorchJob YAML file offline")
+    kv = ks.add_parser("validate", help="validate a PyTorchJob or InferenceService YAML file offline")
     kv.add_argument("file")
+    sm = ks.add_parser(
+        "serve-manifest", help="a KServe InferenceService (+ ServiceAccount) serving a registered encoder",
+        description="render the ServiceAccount and KServe InferenceService that serve a registered csl encoder "
+                    "(model format mlflow, MLServer runtime, storage URI from the registry's artifact store), "
+                    "validated offline against the InferenceService CRD and the runtime")
+    sm.add_argument("model_uri", help="models:/NAME@ALIAS, models:/NAME/VERSION, or NAME")
+    sm.add_argument("--name", help="InferenceService name (default: the registered model's name)")
+    sm.add_argument("--namespace")
+    sm.add_argument("--artifacts-destination", default="s3://csl-mlflow/artifacts",
+                    help="the MLflow server's --artifacts-destination (k8s/mlflow's; default: %(default)s)")
+    sm.add_argument("--storage-uri", help="use this storage URI instead of the registry's location")
+    sm.add_argument("--s3-secret", default="csl-serving-s3", help="Secret with the S3 credentials (k8s/serving)")
+    sm.add_argument("--service-account", default="csl-serving")
+    sm.add_argument("--image", default="ghcr.io/csl-project/csl-serving:0.1.0", help="serving image (k8s/serving)")
+    sm.add_argument("--runtime", default="kserve-mlserver")
+    sm.add_argument("--cpu", default="1")
+    sm.add_argument("--memory", default="2Gi")
+    sm.add_argument("--gpus", type=int, default=0)
+    sm.add_argument("--min-replicas", type=int, default=1)
+    sm.add_argument("--max-replicas", type=int, default=1)
+    sm.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
 
 
 def _job_options(p: argparse.ArgumentParser, variant: bool = True) -> None:
@@ -69,17 +90,32 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
     from csl.k8s.validate import validate
 
     if args.k8s_command == "validate":
+        from csl.k8s.serving import validate_inference_service
+
         path = Path(args.file)
         if not path.is_file():
             raise ConfigError(f"{path} not found")
-        job = yaml.safe_load(path.read_text())
-        problems = validate(job) if isinstance(job, dict) else ["not a YAML mapping"]
-        for p in problems:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        problems, kinds = [], []
+        for doc in docs:
+            if not isinstance(doc, dict):
+                problems.append("not a YAML mapping")
+                continue
+            kinds.append(str(doc.get("kind")))
+            if doc.get("kind") == "InferenceService":
+                problems += validate_inference_service(doc)
+            elif doc.get("kind") in ("ServiceAccount", "Secret") and doc.get("apiVersion") == "v1":
+                problems += [f"{doc['kind']}: metadata.name is missing"] if not doc.get("metadata", {}).get("name") else []
+            else:
+                problems += validate(doc)
+        for p in problems or ([] if docs else ["no YAML document"]):
             print(f"{path}: {p}", file=sys.stderr)
-        if problems:
+        if problems or not docs:
             return 2
-        print(f"{path}: valid PyTorchJob")
+        print(f"{path}: valid {', '.join(kinds)}")
         return 0
+    if args.k8s_command == "serve-manifest":
+        return _serve_manifest(args, project)
     if args.k8s_command in ("status", "delete"):
         from csl.k8s import submit as k8s
 
@@ -111,6 +147,36 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
             k8s.wait(objs, st.name, st.namespace or args.namespace or "default", args.timeout, args.poll)
         return 0
     text = yaml.safe_dump(job, sort_keys=False)
+    if args.output:
+        from csl.io import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.output), text.encode())
+    else:
+        print(text, end="")
+    return 0
+
+
+def _serve_manifest(args: argparse.Namespace, project: Path) -> int:
+    import yaml
+
+    from csl import tracking
+    from csl.errors import ConfigError
+    from csl.k8s import serving
+
+    tracking.use_store(project)
+    model = serving.lookup(args.model_uri)
+    spec = serving.ServeSpec(name=args.name, namespace=args.namespace, artifacts_destination=args.artifacts_destination,
+                             storage_uri=args.storage_uri, s3_secret=args.s3_secret,
+                             service_account=args.service_account, image=args.image, runtime=args.runtime,
+                             cpu=args.cpu, memory=args.memory, gpus=args.gpus, min_replicas=args.min_replicas,
+                             max_replicas=args.max_replicas)
+    docs = serving.render(model, spec)
+    problems = serving.validate_inference_service(docs[-1])
+    if problems:
+        raise ConfigError("the rendered InferenceService is invalid: " + "; ".join(problems))
+    header = (f"# KServe serving of models:/{model.name}/{model.version} (csl k8s serve-manifest).\n"
+              f"# Needs the S3 credentials Secret {spec.s3_secret} (k8s/serving/s3-secret.yaml) in the namespace.\n")
+    text = header + yaml.safe_dump_all(docs, sort_keys=False)
     if args.output:
         from csl.io import atomic_write_bytes
 
