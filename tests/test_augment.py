@@ -204,3 +204,31 @@ def test_translate_reflect_equals_the_per_image_reference() -> None:
             assert (0, 0) in found
         shifts.add(found[0])
     assert len(shifts) > 4  # shifts vary per sample
+
+
+def test_jitter_applies_each_sample_its_own_ops_in_its_own_order() -> None:
+    """Per sample: skipped with probability 1 - jitter_p, else torchvision's four adjust_* ops in the
+    sample's random order with its factors; the CPU's per-subset form and the accelerator's masked
+    whole-batch form give the same views."""
+    from csl.augment.view import Draws, _jitter
+
+    n = 64
+    x = images(n).float() / 255
+    s = spec(jitter_p=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+    subset = _jitter(x, s, Draws(gen(3), n), subsets=True)
+    masked = _jitter(x, s, Draws(gen(3), n), subsets=False)
+    torch.testing.assert_close(subset, masked, atol=2e-5, rtol=0)
+    d = Draws(gen(3), n)  # the same draws, in the same order, as _jitter makes them
+    on = d.bernoulli(0.8)
+    b, c, sat = (d.uniform(0.6, 1.4) for _ in range(3))
+    h = d.uniform(-0.1, 0.1)
+    order = torch.argsort(d.rand(4), dim=1)
+    assert 0 < int(on.sum()) < n
+    for i in range(n):
+        ref = x[i]
+        if on[i]:
+            ops = [lambda y: TF.adjust_brightness(y, float(b[i])), lambda y: TF.adjust_contrast(y, float(c[i])),
+                   lambda y: TF.adjust_saturation(y, float(sat[i])), lambda y: TF.adjust_hue(y, float(h[i]))]
+            for k in order[i].tolist():
+                ref = ops[k](ref)
+        torch.testing.assert_close(subset[i], ref, atol=1e-4, rtol=0, msg=f"sample {i}")

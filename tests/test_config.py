@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,22 @@ def test_repository_params_yaml_is_valid() -> None:
     assert cfg.method == "simclr" and cfg.parts["loss"].name == "nt_xent"
 
 
-def test_cifar_preset_is_valid() -> None:
-    p = load_params(REPO / "configs" / "cifar10-simclr-resnet18.yaml")
+PRESETS = sorted((REPO / "configs").glob("cifar10-*-resnet18.yaml"))
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
+def test_cifar_preset_is_valid(path: Path) -> None:
+    """Every GPU recipe parses strictly, is a ResNet-18 with the CIFAR stem, and cites the
+    published linear top-1 it reached."""
+    p = load_params(path)
     cfg = p.selected[0].config
     assert cfg.parts["encoder"].config.depth == 18 and cfg.parts["encoder"].config.cifar_stem
+    assert re.search(r"linear top-1 .*\d\d\.\d\d%", path.read_text())
+
+
+def test_every_zoo_method_has_a_cifar_preset() -> None:
+    methods = {load_params(p).selected[0].config.method for p in PRESETS}
+    assert {"simclr", "moco_v2", "moco_v3", "byol", "simsiam", "swav", "barlow_twins", "dino"} <= methods
 
 
 def test_unknown_top_level_key() -> None:

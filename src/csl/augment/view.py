@@ -72,8 +72,9 @@ class Draws:
         return self.cut(torch.randint(lo, hi, (self.size, k), device=self.g.device, generator=self.g))
 
 
-def _jitter(x: torch.Tensor, spec: ViewSpec, d: Draws) -> torch.Tensor:
-    """ColorJitter with probability ``jitter_p``: the four ops in a random order per sample."""
+def _jitter(x: torch.Tensor, spec: ViewSpec, d: Draws, subsets: bool | None = None) -> torch.Tensor:
+    """ColorJitter with probability ``jitter_p``: the four ops in a random order per sample.
+    ``subsets`` (default: on a CPU) runs each op on the rows it changes only."""
     on = d.bernoulli(spec.jitter_p).to(x.dtype)  # 1 where this sample is jittered
     # factors as torchvision samples them; identity (1, 1, 1, 0) where not jittered
     b = 1 + on * (d.uniform(max(0.0, 1 - spec.brightness), 1 + spec.brightness) - 1)
@@ -87,12 +88,23 @@ def _jitter(x: torch.Tensor, spec: ViewSpec, d: Draws) -> torch.Tensor:
         (spec.saturation > 0 and x.shape[1] == 3, lambda x, f: color.saturation(x, f), s, 1.0),
         (spec.hue > 0 and x.shape[1] == 3, lambda x, f: color.hue(x, f), h, 0.0),
     ]
+    subsets = x.device.type == "cpu" if subsets is None else subsets
+    jittered = on.bool()
     for slot in range(4):  # in slot r, sample i applies op order[i, r]; others get identity
         for k, (enabled, op, factor, identity) in enumerate(ops):
             if not enabled:
                 continue
             active = order[:, slot] == k
-            x = op(x, torch.where(active, factor, torch.full_like(factor, identity)))
+            if subsets:
+                # on a CPU, each op runs on just the samples it changes (a quarter of the jittered
+                # ones per slot): the same values, 4x+ less work than the whole batch with identity
+                # factors (the hue round trip on every image dominated a CIFAR step; on an
+                # accelerator the masked whole-batch form below avoids a host sync per op)
+                rows = (active & jittered).nonzero().squeeze(1)
+                if len(rows):
+                    x = x.index_copy(0, rows, op(x.index_select(0, rows), factor.index_select(0, rows)))
+            else:
+                x = op(x, torch.where(active, factor, torch.full_like(factor, identity)))
     return x
 
 
