@@ -138,7 +138,12 @@ def test_two_processes_equal_one_process(name: str, two_process_results: dict) -
     assert got["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5)
     assert set(got["grads"]) == set(grads)
     for k, g in grads.items():
-        torch.testing.assert_close(got["grads"][k], g, rtol=1e-3, atol=1e-5, msg=lambda m, k=k: f"gradient of {k}: {m}")
+        # fp32 sums in another order (two half batches, then the all-reduce) differ by rounding
+        # relative to the summands, not to the result: an element that cancels to near zero (a ViT's
+        # class token) is compared at 1e-3 of its tensor's largest gradient; a wrong world-size
+        # scaling or a missing gather differs by tens of percent of it
+        atol = max(1e-5, 1e-3 * float(g.abs().max()))
+        torch.testing.assert_close(got["grads"][k], g, rtol=1e-3, atol=atol, msg=lambda m, k=k: f"gradient of {k}: {m}")
     state = method.state_dict()
     for k, v in got["state"].items():  # queue, centre and BN running statistics from the global batch
         torch.testing.assert_close(v, state[k], rtol=1e-4, atol=1e-5, msg=k)
