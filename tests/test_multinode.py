@@ -97,7 +97,13 @@ def test_two_nodes_train_pcl_with_indices_and_clusters_as_one_process(project: P
     one = torch.load(one_dir / "last.ckpt", weights_only=True)["state_dict"]
     two = torch.load(two_dir / "last.ckpt", weights_only=True)["state_dict"]
     for m in (0, 1):
-        assert torch.equal(two[f"method.im2cluster_{m}"], one[f"method.im2cluster_{m}"])
+        a, b = two[f"method.im2cluster_{m}"], one[f"method.im2cluster_{m}"]
+        # the same seeded k-means on the same features, up to fp32 rounding: the two runs' features
+        # come from other thread and batch splits, so a point on a cluster border may flip (seen
+        # once in a loaded CI-like run). Features gathered in the wrong order, or from one process
+        # only, agree with the single process's assignment at about chance level
+        agree = float((a == b).float().mean())
+        assert a.shape == b.shape and agree >= 0.95, f"granularity {m}: {agree:.1%} of the assignments agree"
         torch.testing.assert_close(two[f"method.centroids_{m}"], one[f"method.centroids_{m}"], rtol=1e-3, atol=1e-4)
         torch.testing.assert_close(two[f"method.density_{m}"], one[f"method.density_{m}"], rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(two["method.queue"], one["method.queue"], rtol=1e-3, atol=1e-4)
