@@ -60,15 +60,17 @@ EOF
     echo "$r: csl pretrain failed; the last lines of $ROOT/$r.log:"; tail -20 "$ROOT/$r.log"; exit 1
   fi
   [ -z "$smi" ] || kill $smi 2>/dev/null || true
-  $PY - "$ROOT/runs/$variant/pretrain/history.json" "$ROOT/$r.smi" "$r" <<'EOF'
+  $PY - "$ROOT/runs/$variant/pretrain/history.json" "$ROOT/$r.smi" "$r" "$ROOT/data/prepared/meta.json" <<'EOF'
 import json, sys
 hist, smi, name = json.load(open(sys.argv[1])), open(sys.argv[2]).read().split("\n"), sys.argv[3]
+n_train = json.load(open(sys.argv[4]))["num_train"]
 rows = [[float(x) for x in line.split(",")] for line in smi if line.strip() and "," in line]
 util = sum(r[0] for r in rows) / max(1, len(rows))
 mem = max((r[1] for r in rows), default=0.0) / 1024
 last = hist[-1]  # the first epoch carries the warm-up (cuDNN autotuning, allocator)
-hours = last["epoch_seconds"] * 1000 / 3600
-print(f"{name:<10} {len(hist):>7} {last['epoch_seconds']:>9.1f} {last['images_per_s']:>10.0f} {util:>8.0f}% "
+epoch_s = n_train / last["images_per_s"]  # a whole epoch at the measured rate (LIMIT_BATCHES runs part of one)
+hours = epoch_s * 1000 / 3600
+print(f"{name:<10} {len(hist):>7} {epoch_s:>9.1f} {last['images_per_s']:>10.0f} {util:>8.0f}% "
       f"{mem:>7.1f}GB {hours:>12.1f} h {last['loss']:>8.4f}")
 EOF
 done
