@@ -104,8 +104,13 @@ def test_two_nodes_train_pcl_with_indices_and_clusters_as_one_process(project: P
         # only, agree with the single process's assignment at about chance level
         agree = float((a == b).float().mean())
         assert a.shape == b.shape and agree >= 0.95, f"granularity {m}: {agree:.1%} of the assignments agree"
-        torch.testing.assert_close(two[f"method.centroids_{m}"], one[f"method.centroids_{m}"], rtol=1e-3, atol=1e-4)
-        torch.testing.assert_close(two[f"method.density_{m}"], one[f"method.density_{m}"], rtol=1e-3, atol=1e-4)
+        # centroids are means of the features (as close as the encoders, unless a border point moved);
+        # a density is a mean distance over log(count + 10) and amplifies the features' rounding (seen:
+        # 0.19% apart on a loaded machine): 1%, against tens of percent for a gather bug
+        rtol, atol = (1e-3, 1e-4) if agree == 1.0 else (5e-2, 5e-3)
+        torch.testing.assert_close(two[f"method.centroids_{m}"], one[f"method.centroids_{m}"], rtol=rtol, atol=atol)
+        torch.testing.assert_close(two[f"method.density_{m}"], one[f"method.density_{m}"], rtol=max(rtol, 1e-2),
+                                   atol=max(atol, 1e-3))
     torch.testing.assert_close(two["method.queue"], one["method.queue"], rtol=1e-3, atol=1e-4)
 
 
