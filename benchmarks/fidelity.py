@@ -46,6 +46,9 @@ import numpy as np
 import torch
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import csl as csl_command  # noqa: E402  (csl CLI in a subprocess, failing loudly)
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CIFAR_ZIP = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.zip"
@@ -135,8 +138,7 @@ NO_PEER = ["moco_v3", "supcon", "dcl", "hcl", "amdim", "yadim", "cpc"]
 
 def csl_variant(name: str, epochs: int, seed: int) -> dict[str, Any]:
     r = RECIPES[name]
-    groups = [{k: v for k, v in g.items()} for g in r["views"]]
-    return {**copy.deepcopy(r["csl"]), "augment": {"name": "views", "groups": groups},
+    return {**copy.deepcopy(r["csl"]), "augment": {"name": "views", "groups": copy.deepcopy(r["views"])},
             "encoder": {"name": "small_cnn", "widths": WIDTHS}, "similarity": "cosine", "optimizer": OPTIMIZER,
             "schedule": {"warmup_epochs": WARMUP_EPOCHS},
             "train": {"epochs": epochs, "batch_size": BATCH, "seed": seed, "progress_bar": False}}
@@ -173,12 +175,7 @@ class Bench:
         tmp.replace(self.results_path)
 
     def csl(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        out = subprocess.run([str(BIN / "csl"), "--project", str(self.project), *args], env=env, capture_output=True,
-                             text=True)
-        if out.returncode != 0:
-            raise SystemExit(f"csl {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+        csl_command(self.project, *args)
 
     def write_params(self, variants: dict[str, dict[str, Any]]) -> None:
         data: dict[str, Any] = {"dataset": "imagefolder", "source": str(CIFAR_ZIP)}

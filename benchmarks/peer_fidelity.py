@@ -21,28 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from peer_lightly import ArrayImages  # in-memory uint8 images as PIL, as the SimCLR peer reads them
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-
-class ArrayImages(Dataset):
-    """In-memory uint8 ``(N, C, H, W)`` images as PIL, like torchvision's CIFAR10 dataset."""
-
-    def __init__(self, images: np.ndarray, transform: Any) -> None:
-        self.images, self.transform = images, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.transform(Image.fromarray(self.images[i].transpose(1, 2, 0), mode="RGB")), 0
+from csl.train.schedule import warmup_cosine  # the same lr curve as csl's side (a pure function)
 
 
 def view_transform(group: dict[str, Any], size: int, mean: list[float], std: list[float]) -> Any:
@@ -186,16 +174,6 @@ class Peer(nn.Module):
             m = cosine_schedule(step, total, base, final) if base != final else base
             U.update_momentum(self.backbone, self.backbone_t, m)
             U.update_momentum(self.head, self.head_t, m)
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """The same lr multiplier as csl's ``csl.train.schedule.warmup_cosine`` (linear warm-up,
-    cosine decay to 0 at the last step), written out so that the peer imports nothing of csl's
-    training code."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup - 1))
-    return 0.5 * (1 + math.cos(math.pi * t))
 
 
 def main() -> None:
