@@ -38,6 +38,7 @@ test: setup
 clean-outputs:
 	rm -rf data/prepared runs reports checkpoints mlflow.db mlartifacts dvc.lock
 
-# the peer library of benchmarks/throughput.py, installed for the benchmark only (not in .venv)
+# the peer libraries of benchmarks/throughput.py and fidelity.py (lightly; SupCon's loss from
+# pytorch-metric-learning), installed for the benchmarks only (not in .venv)
 peer: setup
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target build/peer lightly==1.6.0 2>&1 | { $(QUIET_PIP); }
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target build/peer lightly==1.6.0 pytorch-metric-learning==2.9.0 2>&1 | { $(QUIET_PIP); }

@@ -1,7 +1,8 @@
 """Fidelity: each csl method against a peer implementation of the same method, at equal budget.
 
 For every method that lightly 1.6.0 implements (``peer_fidelity.py`` builds it from lightly's
-heads, losses, momentum updates, memory bank and transforms), both sides train **one recipe**
+heads, losses, momentum updates, memory bank and transforms; SupCon, which lightly lacks, with
+pytorch-metric-learning 2.9.0's ``SupConLoss``), both sides train **one recipe**
 on the real CIFAR-10 training images (``../shared/datasets/cifar10-jpeg.zip``, 50,000 images,
 3x32x32): csl's small CNN (widths 32-64-128; the peer imports the same class), the same view
 parameters (crop range, flip, colour-jitter ranges and probability, grayscale, solarization; no
@@ -21,7 +22,7 @@ csl runs as a user runs it (``csl pretrain``: Lightning loop, uint8 data on the 
 augmentation, bf16 autocast, channels_last); the peer in fp32 with a 2-worker DataLoader, as in
 ``throughput.py``. Every run's result is kept in ``--root``/results.json under a key of its
 recipe, epochs, seed and side, so an interrupted benchmark continues where it stopped
-(``--fresh`` retrains). lightly is installed for the benchmark only: ``make peer``.
+(``--fresh`` retrains). lightly and pytorch-metric-learning are installed for the benchmark only: ``make peer``.
 
     make peer && .venv/bin/python benchmarks/fidelity.py [--methods ...] [--epochs 10] [--seeds 0 1]
         [--wallclock simclr byol] [--max-train N]
@@ -79,6 +80,13 @@ RECIPES: dict[str, dict[str, Any]] = {
                 "loss": {"name": "nt_xent", "temperature": 0.5}},
         "peer": {"hidden": 512, "out": 128, "temperature": 0.5},
     },
+    "supcon": {  # Khosla et al. 2020, arXiv 2004.11362: SimCLR's views, MLP head to 128-d, t = 0.1 on CIFAR
+        # (Sec. 4); tau_base = tau so the official code's tau / tau_base factor is 1, as the peer's loss has none
+        "views": [view(0.08, SIMCLR_JITTER, count=2)],
+        "csl": {"method": "supcon", "extract": {"name": "mlp_projection", "hidden_dim": 512, "out_dim": 128},
+                "loss": {"name": "supcon", "temperature": 0.1, "base_temperature": 0.1}},
+        "peer": {"hidden": 512, "out": 128, "temperature": 0.1},
+    },
     "moco_v2": {  # Chen et al. 2020, arXiv 2003.04297: MLP head (no BN), t = 0.2, queue (4096 at CIFAR scale)
         "views": [view(0.2, SIMCLR_JITTER, count=2)],
         "csl": {"method": {"name": "moco_v2", "queue_size": 4096, "momentum_base": 0.99, "momentum_final": 0.99,
@@ -131,9 +139,9 @@ RECIPES: dict[str, dict[str, Any]] = {
                  "student_temp": 0.1, "center_momentum": 0.9, "momentum": [0.99, 1.0]},
     },
 }
-# csl's zoo methods with no peer in lightly 1.6 (no MoCo v3 heads, no SupCon loss; its DCLLoss is
-# Decoupled CL, not the Debiased CL of csl's dcl): not in this table
-NO_PEER = ["moco_v3", "supcon", "dcl", "hcl", "amdim", "yadim", "cpc"]
+# csl's zoo methods with no peer in lightly 1.6 (no MoCo v3 heads; its DCLLoss is Decoupled CL, not
+# the Debiased CL of csl's dcl): not in this table. SupCon's peer loss is pytorch-metric-learning's.
+NO_PEER = ["moco_v3", "dcl", "hcl", "amdim", "yadim", "cpc"]
 
 
 def csl_variant(name: str, epochs: int, seed: int) -> dict[str, Any]:
@@ -232,8 +240,13 @@ class Bench:
             return self.results[k]
         data = self.data()
         npz = self.root / "peer-data.npz"
+        if npz.is_file():
+            with np.load(npz) as z:
+                if "labels" not in z.files:  # written before SupCon's peer needed them
+                    npz.unlink()
         if not npz.is_file():
-            np.savez(npz, images=data.train.images, mean=np.array(data.meta["mean"]), std=np.array(data.meta["std"]))
+            np.savez(npz, images=data.train.images, labels=data.train.labels, mean=np.array(data.meta["mean"]),
+                     std=np.array(data.meta["std"]))
         recipe = self.root / f"peer-{name}.json"
         recipe.write_text(json.dumps(peer_recipe(name)))
         save = self.root / f"peer-{name}-e{epochs}-s{seed}.pt"
@@ -286,6 +299,8 @@ def main() -> None:
     peer_dir = Path(args.peer_dir)
     if not (peer_dir / "lightly").is_dir():
         raise SystemExit(f"lightly is not installed in {peer_dir}: run 'make peer'")
+    if "supcon" in args.methods and not (peer_dir / "pytorch_metric_learning").is_dir():
+        raise SystemExit(f"pytorch-metric-learning (SupCon's peer loss) is not installed in {peer_dir}: run 'make peer'")
     if not CIFAR_ZIP.is_file():
         raise SystemExit(f"CIFAR-10 is not at {CIFAR_ZIP}")
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,

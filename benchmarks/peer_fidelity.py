@@ -9,6 +9,11 @@ prints one JSON line (images/s, seconds, last loss) and saves the backbone's sta
 
     python benchmarks/peer_fidelity.py RECIPE.json DATA.npz --epochs E --seed S --save OUT.pt
 
+SupCon, which lightly 1.6 lacks, takes its loss from pytorch-metric-learning 2.9.0
+(``SupConLoss``, adapted from the official HobbitLong/SupContrast code: the same
+L^sup_out of Eq. 2; ``make peer`` installs it beside lightly) and lightly's SimCLR
+head; the labels come with the images.
+
 Where a recipe needs what lightly's example does not do, it is written with lightly's parts
 and said here: BYOL's loss is the paper's ``sum over both directions of 2 - 2 cos`` (arXiv
 2006.07733, Eq. 2; lightly's example averages ``-cos``, a quarter of the gradient), which is
@@ -74,6 +79,11 @@ class Peer(nn.Module):
         if m == "simclr":
             self.head = H.SimCLRProjectionHead(dim, p["hidden"], p["out"])
             self.criterion = L.NTXentLoss(temperature=p["temperature"])
+        elif m == "supcon":
+            from pytorch_metric_learning.losses import SupConLoss
+
+            self.head = H.SimCLRProjectionHead(dim, p["hidden"], p["out"])
+            self.criterion = SupConLoss(temperature=p["temperature"])
         elif m == "moco_v2":
             self.head = H.MoCoProjectionHead(dim, p["hidden"], p["out"])
             self.criterion = L.NTXentLoss(temperature=p["temperature"], memory_bank_size=(p["queue"], p["out"]))
@@ -122,12 +132,16 @@ class Peer(nn.Module):
         with torch.no_grad():
             return self.head_t(self.backbone_t(x))
 
-    def loss(self, views: list[torch.Tensor], epoch: int) -> torch.Tensor:
+    def loss(self, views: list[torch.Tensor], epoch: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         from lightly.models import utils as U
 
         m, p = self.name, self.recipe["peer"]
         if m == "simclr":
             return self.criterion(self.head(self.backbone(views[0])), self.head(self.backbone(views[1])))
+        if m == "supcon":  # every view of every image of the anchor's class is a positive
+            assert labels is not None
+            z = torch.cat([self.head(self.backbone(x)) for x in views])
+            return self.criterion(z, labels.repeat(len(views)))
         if m == "moco_v2":
             g = p["key_bn_groups"]
             q = torch.cat([self.head(self.backbone(x)) for x in views[0].chunk(g)])
@@ -190,7 +204,8 @@ def main() -> None:
     images, mean, std = d["images"], d["mean"].tolist(), d["std"].tolist()
     torch.manual_seed(args.seed)
     batch = recipe["batch_size"]
-    loader = DataLoader(ArrayImages(images, transform(recipe, images.shape[2], mean, std)), batch_size=batch,
+    labels = d["labels"] if recipe["method"] == "supcon" else None
+    loader = DataLoader(ArrayImages(images, transform(recipe, images.shape[2], mean, std), labels), batch_size=batch,
                         shuffle=True, drop_last=True, num_workers=args.workers, persistent_workers=args.workers > 0)
     backbone = small_cnn(images.shape[1], recipe["widths"])
     model = Peer(recipe, backbone, backbone.out_dim, len(loader))  # type: ignore[arg-type]
@@ -205,8 +220,8 @@ def main() -> None:
     step, n, last = 0, 0, float("nan")
     start = time.perf_counter()
     for epoch in range(args.epochs):
-        for views, _ in loader:
-            loss = model.loss(views, epoch)
+        for views, labels in loader:
+            loss = model.loss(views, epoch, labels)
             if not torch.isfinite(loss):
                 raise SystemExit(f"peer {recipe['method']}: loss is {float(loss)} at step {step}")
             loss.backward()

@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 class ArrayImages(Dataset):
     """In-memory uint8 images as PIL, like torchvision's CIFAR10/FashionMNIST datasets."""
 
-    def __init__(self, images: np.ndarray, transform) -> None:  # type: ignore[no-untyped-def]
-        self.images, self.transform = images, transform
+    def __init__(self, images: np.ndarray, transform, labels: np.ndarray | None = None) -> None:  # type: ignore[no-untyped-def]
+        self.images, self.transform, self.labels = images, transform, labels
 
     def __len__(self) -> int:
         return len(self.images)
@@ -33,7 +33,7 @@ class ArrayImages(Dataset):
     def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
         x = self.images[i]
         img = Image.fromarray(x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0), mode="L" if x.shape[0] == 1 else "RGB")
-        return self.transform(img), 0
+        return self.transform(img), 0 if self.labels is None else int(self.labels[i])
 
 
 def backbone(encoder: str, channels: int) -> tuple[nn.Module, int]:
