@@ -277,6 +277,17 @@ class Bench:
         return self.results[k]
 
 
+def cpu_name() -> str:
+    """The CPU model (throughput figures compare only on one machine)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -308,7 +319,7 @@ def main() -> None:
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
     print(f"command: {Path(sys.executable).name} benchmarks/fidelity.py {' '.join(sys.argv[1:])}")
-    print(f"commit {commit}{' (modified)' if dirty else ''}; {platform.processor() or platform.machine()}, "
+    print(f"commit {commit}{' (modified)' if dirty else ''}; {cpu_name()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; peer: lightly 1.6.0, "
           f"{args.workers} DataLoader workers; {time.strftime('%Y-%m-%d %H:%M')}")
     b = Bench(Path(args.root), args.max_train, peer_dir, args.workers, args.fresh)
