@@ -19,8 +19,8 @@ standardized features; linear probe and weighted kNN, k = 200), beside a random-
   seconds (with the cosine schedule planned for them) and both are evaluated alike.
 
 csl runs as a user runs it (``csl pretrain``: Lightning loop, uint8 data on the device, batched
-augmentation, bf16 autocast, channels_last); the peer in fp32 with a 2-worker DataLoader, as in
-``throughput.py``. Every run's result is kept in ``--root``/results.json under a key of its
+augmentation, channels_last, ``precision: auto``: bf16 autocast on a CPU with native bf16, else
+fp32); the peer in fp32 with a 2-worker DataLoader, as in ``throughput.py``. Every run's result is kept in ``--root``/results.json under a key of its
 recipe, epochs, seed and side, so an interrupted benchmark continues where it stopped
 (``--fresh`` retrains). lightly and pytorch-metric-learning are installed for the benchmark only: ``make peer``.
 

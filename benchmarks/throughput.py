@@ -3,7 +3,7 @@
 For each encoder, in one run on this machine:
 
 - **csl**: ``csl pretrain`` as a user runs it (the Lightning loop; the uint8 dataset in memory on
-  the training device; batched per-sample augmentation there; bf16 autocast, channels_last,
+  the training device; batched per-sample augmentation there; ``precision: auto``, channels_last,
   LARS), images/s of the second epoch of ``--steps`` steps (the first includes warm-up);
 - **peer**: lightly's documented SimCLR recipe (``benchmarks/peer_lightly.py``:
   SimCLRTransform on PIL images, a DataLoader with ``--workers`` workers, SimCLRProjectionHead,
@@ -11,8 +11,9 @@ For each encoder, in one run on this machine:
   lightly is installed for the benchmark only (``make peer`` -> build/peer);
 
 csl is timed twice, eagerly and with ``train.compile: true`` (``torch.compile`` of the encoder and
-head; its compile time is the first epoch's extra seconds); then the ratios, and csl's achieved FLOP rate as a fraction of this CPU's measured bf16 matmul
-peak. ``--accuracy-epochs E`` also trains both for E epochs on the full training set and
+head; its compile time is the first epoch's extra seconds); then the ratios, and csl's achieved FLOP
+rate as a fraction of this CPU's measured matmul peak in the precision csl computes in here (bf16
+where the CPU has it natively, else fp32: ``csl.precision``). ``--accuracy-epochs E`` also trains both for E epochs on the full training set and
 evaluates both backbones with csl's protocol (linear probe on frozen standardized features).
 
     python benchmarks/throughput.py [--encoders small resnet18] [--steps 10] [--accuracy-epochs 0]
@@ -108,9 +109,10 @@ def peer(project_dir: Path, setup_name: str, setup: dict[str, Any], batch: int, 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bf16_peak(n: int = 2048, reps: int = 10) -> float:
-    a = torch.randn(n, n, dtype=torch.bfloat16)
-    b = torch.randn(n, n, dtype=torch.bfloat16)
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """FLOP/s of a square matmul in the dtype csl's training computes in here."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(reps):
@@ -179,8 +181,12 @@ def main() -> None:
     print(f"command: python {' '.join(sys.argv)}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, batch {args.batch}, "
           f"peer: lightly 1.6.0 with {args.workers} DataLoader workers")
-    peak = bf16_peak()
-    print(f"bf16 matmul peak (2048^3, measured): {peak / 1e9:.0f} GFLOP/s")
+    from csl.precision import bf16_pays
+
+    dtype = "bf16" if bf16_pays("cpu") else "fp32"  # what csl's precision: auto computes in on this CPU
+    peak = matmul_peak(torch.bfloat16 if dtype == "bf16" else torch.float32)
+    print(f"csl computes in {dtype} here (precision: auto); {dtype} matmul peak (2048^3, measured): "
+          f"{peak / 1e9:.0f} GFLOP/s")
     print(f"{'setting':<44}{'csl img/s':>10}{'peer img/s':>11}{'ratio':>8}{'csl GFLOP/s':>13}{'of peak':>9}"
           f"{'compiled img/s':>16}{'ratio':>8}{'compile s':>11}")
     results = {}

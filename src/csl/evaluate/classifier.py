@@ -114,8 +114,9 @@ def train(net: nn.Module, images: np.ndarray, loss_fn: Loss, mean: list[float], 
           desc: str) -> dict[str, float]:
     """Train ``net`` on ``images`` uint8 ``(N, C, H, W)``: each step draws a batch of indices, augments it
     (crop + flip), and minimizes ``loss_fn(logits, indices, normalized inputs)``. SGD with Nesterov
-    momentum, ``lr x B/256``, cosine decay to 0, bf16 autocast. Returns the step count and last loss."""
+    momentum, ``lr x B/256``, cosine decay to 0, bf16 autocast where it pays (:mod:`csl.precision`). Returns the step count and last loss."""
     from csl.augment.view import normalize
+    from csl.precision import autocast as fast_autocast
 
     net.to(device).train()
     g = torch.Generator().manual_seed(seed)
@@ -129,7 +130,7 @@ def train(net: nn.Module, images: np.ndarray, loss_fn: Loss, mean: list[float], 
     s = torch.tensor(std, device=device)
     src = torch.as_tensor(images)
     pad = max(1, images.shape[-1] // 8)
-    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    autocast = fast_autocast(device)
     last = float("nan")
     running = torch.tensor(float("nan"))
     bar = tqdm(total=total, desc=desc, unit="step", mininterval=2.0)

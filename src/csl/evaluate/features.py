@@ -8,6 +8,7 @@ from torch import nn
 from tqdm import tqdm
 
 from csl.augment.view import normalize
+from csl.precision import autocast as fast_autocast
 
 
 @torch.no_grad()
@@ -21,13 +22,14 @@ def extract_features(
     desc: str = "features",
     progress: bool = True,
 ) -> torch.Tensor:
-    """``uint8 (N, C, H, W) -> float32 (N, D)`` with the dataset's normalization."""
+    """``uint8 (N, C, H, W) -> float32 (N, D)`` with the dataset's normalization (bf16 autocast
+    where it pays: :mod:`csl.precision`)."""
     encoder = encoder.to(device).eval()
     m = torch.tensor(mean, device=device)
     s = torch.tensor(std, device=device)
     src = torch.as_tensor(images)
     out = []
-    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    autocast = fast_autocast(device)
     for i in tqdm(range(0, len(src), batch_size), desc=desc, unit="batch", mininterval=2.0, disable=not progress):
         x = normalize(src[i : i + batch_size].to(device), m, s)
         with autocast:
@@ -45,7 +47,7 @@ def stream_features(encoder: torch.nn.Module, root: str, size: int, channels: in
     feats, labels = [], []
     stream = ShardStream(root, batch_size, size, channels, buffer=1, drop_last=False,
                          device=device if device.startswith("cuda") else "cpu")
-    with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+    with torch.no_grad(), fast_autocast(device):
         for x, y in stream:
             feats.append(encoder(normalize(x.to(device), m, s)).float().cpu())
             labels.append(y)

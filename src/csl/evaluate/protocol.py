@@ -27,7 +27,7 @@ class Features(NamedTuple):
 
 def encoder_features(encoder: nn.Module, data: Prepared, cfg: EvalConfig, device: str = "cpu",
                      name: str = "encoder") -> Features:
-    """Features of every train and test image (eval mode, no augmentation, bf16 autocast)."""
+    """Features of every train and test image (eval mode, no augmentation, bf16 autocast where it pays)."""
     meta = data.meta
     if isinstance(data.train, StreamSplit) and isinstance(data.test, StreamSplit):  # streamed from shards
         size, ch = int(meta["shape"][1]), int(meta["shape"][0])

@@ -22,6 +22,7 @@ from csl.evaluate.config import ProtocolItem
 from csl.evaluate.subsets import fraction_key
 from csl.io import atomic_dir
 from csl.params import Params, Variant
+from csl.precision import autocast as fast_autocast
 from csl.stages.features import device
 from csl.stages.finetune import in_memory, load_model
 from csl.stages.layout import PREPARED, Layout
@@ -53,7 +54,7 @@ def distill(params: Params, variant: Variant, project: Path, fraction: str) -> d
     student = classifier.build_classifier(spec, record["from_head_layer"], record["num_classes"], seed,
                                           random_init=True, encoder_spec=student_spec)
     teacher.to(device()).eval()
-    autocast = torch.autocast(device_type=torch.device(device()).type, dtype=torch.bfloat16)
+    autocast = fast_autocast(device())
 
     def loss(logits: torch.Tensor, _: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), autocast:

@@ -81,11 +81,15 @@ class Layout:
         imports it, torch's and Lightning's versions), so a resume only ever continues the same
         computation: a run with other settings or other code starts afresh. ``train.compile`` is
         left out: it changes how the step runs, not what it computes, and the checkpoints are the
-        same either way."""
+        same either way. ``precision: auto`` enters as what it resolves to on this machine
+        (:func:`csl.precision.resolve_precision`): a bf16 checkpoint never resumes in fp32."""
+        from csl.precision import resolve_precision
         from csl.stages.deps import fingerprint
 
         method = variant.as_dict()
         method["train"].pop("compile", None)
+        t = method["train"]
+        t["precision"] = resolve_precision(t.get("precision", "auto"), t.get("accelerator", "auto"))
         cfg = json.dumps({"method": method, "data": data_hash, "code": code or fingerprint()}, sort_keys=True)
         key = hashlib.sha256(cfg.encode()).hexdigest()[:12]
         return self.project / CHECKPOINTS / variant.name / key

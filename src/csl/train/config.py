@@ -12,7 +12,9 @@ from csl.errors import ConfigError
 class TrainConfig:
     """Loop settings. ``batch_size`` is per process; the global batch is
     ``batch_size * devices * num_nodes`` and is what the learning rate is scaled by.
-    ``precision: auto`` is bf16 autocast on CPU, bf16 (or fp16 where bf16 is missing) on GPU.
+    ``precision: auto`` is bf16 autocast on a CPU with native bf16 (AVX-512 BF16 or AMX), fp32 on
+    other CPUs (emulated bf16 is ~10x slower: :mod:`csl.precision`), bf16 (or fp16 where bf16 is
+    missing) on GPU.
     ``limit_train_batches`` caps the steps per epoch (quick runs and tests).
     ``sync_batchnorm``: with more than one process, batch norm uses the global batch's
     statistics (:class:`csl.encoders.global_bn.GlobalBatchNorm`, on CPU and GPU), as the

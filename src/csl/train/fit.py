@@ -16,6 +16,7 @@ from csl.data.prepared import Prepared, StreamSplit
 from csl.encoders.global_bn import convert_to_global_bn
 from csl.methods.base import Method
 from csl.methods.config import MethodConfig
+from csl.precision import cpu_has_native_bf16, on_gpu, resolve_precision
 from csl.train.build import build_method
 from csl.distributed import init_after_elastic_restart, launch_rank
 from csl.io import s3
@@ -39,18 +40,6 @@ class FitResult:
     # the MLP projection head (``{"args", "state_dict"}``) of methods that have one as ``head``
     # (SimCLR and its variants): SimCLR v2 fine-tunes from its first layer
     head: dict[str, Any] | None = None
-
-
-def on_gpu(accelerator: str) -> bool:
-    return accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    if precision != "auto":
-        return precision
-    if on_gpu(accelerator) and not torch.cuda.is_bf16_supported():
-        return "16-mixed"
-    return "bf16-mixed"
 
 
 def _quiet_lightning() -> None:
@@ -88,6 +77,11 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         steps_per_epoch = min(steps_per_epoch, t.limit_train_batches)
     lr = effective_lr(cfg.optimizer, global_batch)
     precision = resolve_precision(t.precision, t.accelerator)
+    if precision == "bf16-mixed" and not on_gpu(t.accelerator):
+        if not cpu_has_native_bf16():
+            warnings.warn("train.precision: bf16-mixed on a CPU without native bf16 (AVX-512 BF16 or AMX) is "
+                          "emulated and about 10x slower than fp32; precision: auto picks 32-true here",
+                          stacklevel=2)
     method = build_method(cfg, data.meta)
     if world > 1 and t.sync_batchnorm:
         convert_to_global_bn(method)  # in place: the children are replaced (the method is no BatchNorm)
