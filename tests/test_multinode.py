@@ -39,9 +39,16 @@ def pod_env(project: Path, node: int, port: int) -> dict[str, str]:
     return env
 
 
-def train_one_and_two(project: Path) -> tuple[dict, dict, Path, Path]:
+def assert_same_encoder(multi: dict, single: dict, rtol: float = 1e-3, atol: float = 1e-4) -> None:
+    assert multi["state_dict"].keys() == single["state_dict"].keys()
+    for k, v in single["state_dict"].items():
+        torch.testing.assert_close(multi["state_dict"][k], v, rtol=rtol, atol=atol,
+                                   msg=lambda m, k=k: f"{k} differs: {m}")
+
+
+def train_one_and_two(project: Path, compare: bool = True) -> tuple[dict, dict, Path, Path]:
     """``csl pretrain`` as one process (global batch 64), then as the 2-node job (32 per process):
-    both payloads and both checkpoint directories."""
+    both payloads and both checkpoint directories (the encoders compared unless ``compare`` is off)."""
     env = csl_env(project)
     subprocess.run([str(BIN / "csl"), "prepare"], cwd=project, env=env, check=True, capture_output=True)
     one = subprocess.run([str(BIN / "csl"), "pretrain", "--variant", VARIANT,
@@ -65,9 +72,8 @@ def train_one_and_two(project: Path) -> tuple[dict, dict, Path, Path]:
         assert p.returncode == 0, log[-3000:]
     multi = torch.load(out / "encoder.pt", weights_only=True)
     multi_ckpt = project / yaml.safe_load((out / "metrics.json").read_text())["checkpoint_dir"]
-    assert multi["state_dict"].keys() == single["state_dict"].keys()
-    for k, v in single["state_dict"].items():
-        torch.testing.assert_close(multi["state_dict"][k], v, rtol=1e-3, atol=1e-4, msg=f"{k} differs")
+    if compare:
+        assert_same_encoder(multi, single)
     return single, multi, single_ckpt, multi_ckpt
 
 
@@ -93,9 +99,10 @@ def test_two_nodes_train_pcl_with_indices_and_clusters_as_one_process(project: P
                                      "momentum_final": 0.9, "num_clusters": [4, 8], "negative_prototypes": 4,
                                      "warmup_epochs": 1, "kmeans_iterations": 5, "kmeans_redo": 2},
                           "augment": "moco_v2", "loss": {"name": "info_nce", "temperature": 0.2}})
-    _, _, one_dir, two_dir = train_one_and_two(project)
+    single, multi, one_dir, two_dir = train_one_and_two(project, compare=False)
     one = torch.load(one_dir / "last.ckpt", weights_only=True)["state_dict"]
     two = torch.load(two_dir / "last.ckpt", weights_only=True)["state_dict"]
+    agreement = []
     for m in (0, 1):
         a, b = two[f"method.im2cluster_{m}"], one[f"method.im2cluster_{m}"]
         # the same seeded k-means on the same features, up to fp32 rounding: the two runs' features
@@ -103,6 +110,7 @@ def test_two_nodes_train_pcl_with_indices_and_clusters_as_one_process(project: P
         # once in a loaded CI-like run). Features gathered in the wrong order, or from one process
         # only, agree with the single process's assignment at about chance level
         agree = float((a == b).float().mean())
+        agreement.append(agree)
         assert a.shape == b.shape and agree >= 0.95, f"granularity {m}: {agree:.1%} of the assignments agree"
         # centroids are means of the features (as close as the encoders, unless a border point moved);
         # a density is a mean distance over log(count + 10) and amplifies the features' rounding (seen:
@@ -111,7 +119,12 @@ def test_two_nodes_train_pcl_with_indices_and_clusters_as_one_process(project: P
         torch.testing.assert_close(two[f"method.centroids_{m}"], one[f"method.centroids_{m}"], rtol=rtol, atol=atol)
         torch.testing.assert_close(two[f"method.density_{m}"], one[f"method.density_{m}"], rtol=max(rtol, 1e-2),
                                    atol=max(atol, 1e-3))
-    torch.testing.assert_close(two["method.queue"], one["method.queue"], rtol=1e-3, atol=1e-4)
+    # the encoders and the queue of keys: as one process's when every point has its prototype; a
+    # border point that moved changes the ProtoNCE targets of its epoch, so then within a few
+    # percent (a gather bug trains against other images' prototypes)
+    rtol, atol = (1e-3, 1e-4) if all(a == 1.0 for a in agreement) else (5e-2, 5e-3)
+    torch.testing.assert_close(two["method.queue"], one["method.queue"], rtol=rtol, atol=atol)
+    assert_same_encoder(multi, single, rtol, atol)
 
 
 def test_two_nodes_train_supcon_with_labels_as_one_process(project: Path) -> None:
