@@ -29,9 +29,7 @@ def cpu_has_native_bf16() -> bool:
         from csl.errors import ConfigError
 
         raise ConfigError(f"{ENV}={forced!r}: set it to 1 (bf16 autocast on the CPU) or 0 (fp32), or unset it")
-    cpu = torch.cpu
-    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def bf16_pays(device: str | torch.device) -> bool:
@@ -55,8 +53,8 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     if precision != "auto":
         return precision
     if on_gpu(accelerator):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+        return "bf16-mixed" if bf16_pays("cuda") else "16-mixed"
+    return "bf16-mixed" if bf16_pays("cpu") else "32-true"
 
 
 def autocast(device: str | torch.device) -> Any:

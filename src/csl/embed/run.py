@@ -13,8 +13,8 @@ directory removed:
   is the image of embedding i) and ``embed.json`` (the manifest).
 
 The embeddings are computed exactly as the pipeline's feature extraction computes them
-(:func:`csl.evaluate.features.extract_features`: the training data's normalization, bf16 autocast where it pays,
-batches of ``batch_size``), so the same image gives the same numbers in both.
+(:func:`csl.evaluate.features.extract_features`: the training data's normalization, bf16 autocast
+where it pays, batches of ``batch_size``), so the same image gives the same numbers in both.
 """
 
 from __future__ import annotations

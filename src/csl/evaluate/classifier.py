@@ -114,7 +114,8 @@ def train(net: nn.Module, images: np.ndarray, loss_fn: Loss, mean: list[float], 
           desc: str) -> dict[str, float]:
     """Train ``net`` on ``images`` uint8 ``(N, C, H, W)``: each step draws a batch of indices, augments it
     (crop + flip), and minimizes ``loss_fn(logits, indices, normalized inputs)``. SGD with Nesterov
-    momentum, ``lr x B/256``, cosine decay to 0, bf16 autocast where it pays (:mod:`csl.precision`). Returns the step count and last loss."""
+    momentum, ``lr x B/256``, cosine decay to 0, bf16 autocast where it pays (:mod:`csl.precision`).
+    Returns the step count and last loss."""
     from csl.augment.view import normalize
     from csl.precision import autocast as fast_autocast
 

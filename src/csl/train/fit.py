@@ -16,7 +16,7 @@ from csl.data.prepared import Prepared, StreamSplit
 from csl.encoders.global_bn import convert_to_global_bn
 from csl.methods.base import Method
 from csl.methods.config import MethodConfig
-from csl.precision import cpu_has_native_bf16, on_gpu, resolve_precision
+from csl.precision import bf16_pays, on_gpu, resolve_precision
 from csl.train.build import build_method
 from csl.distributed import init_after_elastic_restart, launch_rank
 from csl.io import s3
@@ -77,11 +77,9 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         steps_per_epoch = min(steps_per_epoch, t.limit_train_batches)
     lr = effective_lr(cfg.optimizer, global_batch)
     precision = resolve_precision(t.precision, t.accelerator)
-    if precision == "bf16-mixed" and not on_gpu(t.accelerator):
-        if not cpu_has_native_bf16():
-            warnings.warn("train.precision: bf16-mixed on a CPU without native bf16 (AVX-512 BF16 or AMX) is "
-                          "emulated and about 10x slower than fp32; precision: auto picks 32-true here",
-                          stacklevel=2)
+    if precision == "bf16-mixed" and not on_gpu(t.accelerator) and not bf16_pays("cpu"):
+        warnings.warn("train.precision: bf16-mixed on a CPU without native bf16 (AVX-512 BF16 or AMX) is "
+                      "emulated and about 10x slower than fp32; precision: auto picks 32-true here", stacklevel=2)
     method = build_method(cfg, data.meta)
     if world > 1 and t.sync_batchnorm:
         convert_to_global_bn(method)  # in place: the children are replaced (the method is no BatchNorm)
