@@ -305,7 +305,7 @@ def main() -> None:
     ap.add_argument("--root", default=str(REPO / "build" / "fidelity"))
     ap.add_argument("--fresh", action="store_true", help="retrain every run (default: reuse results.json)")
     ap.add_argument("--resume-from", help="a results.json of an earlier (interrupted) run to continue from, e.g. "
-                    "the committed benchmarks/raw/fidelity-results.json")
+                    "the committed benchmarks/raw/fidelity-results-2026-12-07.json")
     args = ap.parse_args()
     peer_dir = Path(args.peer_dir)
     if not (peer_dir / "lightly").is_dir():
