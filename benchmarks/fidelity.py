@@ -85,7 +85,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "views": [view(0.08, SIMCLR_JITTER, count=2)],
         "csl": {"method": "supcon", "extract": {"name": "mlp_projection", "hidden_dim": 512, "out_dim": 128},
                 "loss": {"name": "supcon", "temperature": 0.1, "base_temperature": 0.1}},
-        "peer": {"hidden": 512, "out": 128, "temperature": 0.1},
+        # one_pass: both views through one forward (the official main_supcon.py), as csl's embed_views
+        "peer": {"hidden": 512, "out": 128, "temperature": 0.1, "one_pass": True},
     },
     "moco_v2": {  # Chen et al. 2020, arXiv 2003.04297: MLP head (no BN), t = 0.2, queue (4096 at CIFAR scale)
         "views": [view(0.2, SIMCLR_JITTER, count=2)],

@@ -12,7 +12,9 @@ prints one JSON line (images/s, seconds, last loss) and saves the backbone's sta
 SupCon, which lightly 1.6 lacks, takes its loss from pytorch-metric-learning 2.9.0
 (``SupConLoss``, adapted from the official HobbitLong/SupContrast code: the same
 L^sup_out of Eq. 2; ``make peer`` installs it beside lightly) and lightly's SimCLR
-head; the labels come with the images.
+head; the labels come with the images. Its views go through the backbone in one forward pass, as
+the official ``main_supcon.py`` does (``torch.cat([images[0], images[1]])``: batch norm over both
+views), where lightly's SimCLR example runs one pass per view.
 
 Where a recipe needs what lightly's example does not do, it is written with lightly's parts
 and said here: BYOL's loss is the paper's ``sum over both directions of 2 - 2 cos`` (arXiv
@@ -140,7 +142,10 @@ class Peer(nn.Module):
             return self.criterion(self.head(self.backbone(views[0])), self.head(self.backbone(views[1])))
         if m == "supcon":  # every view of every image of the anchor's class is a positive
             assert labels is not None
-            z = torch.cat([self.head(self.backbone(x)) for x in views])
+            if p.get("one_pass"):  # the official code: all views through one forward (batch norm over V*N)
+                z = self.head(self.backbone(torch.cat(views)))
+            else:  # lightly's SimCLR example: one forward per view (batch norm over N)
+                z = torch.cat([self.head(self.backbone(x)) for x in views])
             return self.criterion(z, labels.repeat(len(views)))
         if m == "moco_v2":
             g = p["key_bn_groups"]

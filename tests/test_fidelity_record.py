@@ -109,19 +109,78 @@ def test_equal_wallclock_rows_match_record():
         assert _close(_pct(diff.strip("*"))[0], 100 * (ours["linear"] - theirs["linear"]), 2), (name, diff)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "raw").glob("fidelity-*-avx2-2026-12-07.txt")))
+def _check_epoch_line(name: str, line: str, record: dict) -> None:
+    """``method  mean (s0/s1)  mean (s0/s1)  peer-linear  peer-kNN  diff  csl-img/s  peer-img/s  ratio x``."""
+    tokens = line.split()
+    method = tokens[0]
+    ours = _runs(record, method, "csl", 10)
+    theirs = _runs(record, method, "peer", 10)[0]
+    seeds = [ours[s] for s in sorted(ours)]
+    for mean, per_seed, field in ((tokens[1], tokens[2], "linear"), (tokens[3], tokens[4], "knn")):
+        values = [100 * r[field] for r in seeds]
+        assert _close(float(mean), float(np.mean(values)), 2), (name, line)
+        shown = [float(x) for x in per_seed.strip("()").split("/")]
+        assert all(_close(s, v, 2) for s, v in zip(shown, values, strict=True)), (name, line)
+    assert _close(float(tokens[5]), 100 * theirs["linear"], 2), (name, line)
+    assert _close(float(tokens[6]), 100 * theirs["knn"], 2), (name, line)
+    mean_linear = float(np.mean([r["linear"] for r in seeds]))
+    assert _close(float(tokens[7]), 100 * (mean_linear - theirs["linear"]), 2), (name, line)
+    ips = float(np.mean([r["images_per_s"] for r in seeds]))
+    assert _close(float(tokens[8]), ips, 0) and _close(float(tokens[9]), theirs["images_per_s"], 0), (name, line)
+    assert _close(float(tokens[10].rstrip("x")), ips / theirs["images_per_s"], 2), (name, line)
+
+
+def _check_wallclock_line(name: str, line: str, record: dict) -> None:
+    """``method  budget-s  peer-epochs  peer-s  peer-linear  peer-kNN  csl-epochs  csl-s  csl-linear  csl-kNN  diff``."""
+    method, budget, peer_epochs, peer_s, peer_lin, peer_knn, csl_epochs, csl_s, csl_lin, csl_knn, diff = line.split()
+    theirs = _runs(record, method, "peer", int(peer_epochs))[0]
+    ours = _runs(record, method, "csl", int(csl_epochs))[0]
+    assert int(budget) == int(peer_s) == round(theirs["seconds"]), (name, line)
+    assert int(csl_s) == round(ours["seconds"]), (name, line)
+    for shown, value in (
+        (peer_lin, theirs["linear"]),
+        (peer_knn, theirs["knn"]),
+        (csl_lin, ours["linear"]),
+        (csl_knn, ours["knn"]),
+        (diff, ours["linear"] - theirs["linear"]),
+    ):
+        assert _close(float(shown), 100 * value, 2), (name, line)
+
+
+def _section(lines: list[str], title: str) -> list[str]:
+    """The result lines under a raw output's ``title`` line and its column header."""
+    starts = [i for i, line in enumerate(lines) if line.startswith(title)]
+    if not starts:
+        return []
+    out = []
+    for line in lines[starts[0] + 2 :]:
+        if not line.strip() or line.startswith("{"):
+            break
+        out.append(line)
+    return out
+
+
+RAW = sorted((ROOT / "benchmarks" / "raw").glob("fidelity-*-avx2-2026-12-07.txt"))
+
+
+@pytest.mark.parametrize("path", RAW, ids=[p.name for p in RAW])
 def test_raw_outputs_agree_with_record(path: Path):
-    """Each committed raw output's equal-epoch line prints the figures the record holds."""
+    """Each committed raw output prints, line for line, the figures the record holds: every column
+    of its equal-epoch rows and, where it has one, its equal-wall-clock rows."""
     record = _record()
     lines = path.read_text().splitlines()
-    header = lines.index("equal epochs")
-    for line in lines[header + 2 :]:
-        if not line.strip() or line.startswith("{") or line.startswith("equal"):
-            break
-        method = line.split()[0]
-        ours = _runs(record, method, "csl", 10)
-        theirs = _runs(record, method, "peer", 10)[0]
-        numbers = _pct(line)
-        mean_linear = float(np.mean([100 * r["linear"] for r in ours.values()]))
-        assert _close(numbers[0], mean_linear, 2), (path.name, line)
-        assert _close(numbers[6], 100 * theirs["linear"], 2), (path.name, line)
+    epoch_lines = _section(lines, "equal epochs")
+    assert epoch_lines, f"{path.name} has no equal-epoch row"
+    for line in epoch_lines:
+        _check_epoch_line(path.name, line, record)
+    for line in _section(lines, "equal wall-clock"):
+        _check_wallclock_line(path.name, line, record)
+
+
+def test_every_table_row_has_its_raw_output():
+    """Each method in the equal-epoch table has a committed raw output whose row prints it."""
+    printed = set()
+    for path in RAW:
+        printed |= {line.split()[0] for line in _section(path.read_text().splitlines(), "equal epochs")}
+    shown = {NAMES[row[0]] for row in _table("Equal epochs")}
+    assert shown <= printed, f"table rows without a raw output of 2026-12-07: {sorted(shown - printed)}"
