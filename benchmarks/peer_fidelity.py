@@ -139,6 +139,8 @@ class Peer(nn.Module):
 
         m, p = self.name, self.recipe["peer"]
         if m == "simclr":
+            if p.get("one_pass"):  # the official code: both views through one forward (batch norm over 2N)
+                return self.criterion(*self.head(self.backbone(torch.cat(views[:2]))).chunk(2))
             return self.criterion(self.head(self.backbone(views[0])), self.head(self.backbone(views[1])))
         if m == "supcon":  # every view of every image of the anchor's class is a positive
             assert labels is not None
