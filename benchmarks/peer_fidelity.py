@@ -134,21 +134,23 @@ class Peer(nn.Module):
         with torch.no_grad():
             return self.head_t(self.backbone_t(x))
 
+    def _embed(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """``V x (N, C, S, S) -> (V*N, D)``: all views in one forward pass where the recipe has
+        ``one_pass`` (the official SimCLR and SupCon code; batch norm over V*N), else one pass per
+        view (lightly's SimCLR example; batch norm over N)."""
+        if self.recipe["peer"].get("one_pass"):
+            return self.head(self.backbone(torch.cat(views)))
+        return torch.cat([self.head(self.backbone(x)) for x in views])
+
     def loss(self, views: list[torch.Tensor], epoch: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         from lightly.models import utils as U
 
         m, p = self.name, self.recipe["peer"]
         if m == "simclr":
-            if p.get("one_pass"):  # the official code: both views through one forward (batch norm over 2N)
-                return self.criterion(*self.head(self.backbone(torch.cat(views[:2]))).chunk(2))
-            return self.criterion(self.head(self.backbone(views[0])), self.head(self.backbone(views[1])))
+            return self.criterion(*self._embed(views[:2]).chunk(2))
         if m == "supcon":  # every view of every image of the anchor's class is a positive
             assert labels is not None
-            if p.get("one_pass"):  # the official code: all views through one forward (batch norm over V*N)
-                z = self.head(self.backbone(torch.cat(views)))
-            else:  # lightly's SimCLR example: one forward per view (batch norm over N)
-                z = torch.cat([self.head(self.backbone(x)) for x in views])
-            return self.criterion(z, labels.repeat(len(views)))
+            return self.criterion(self._embed(views), labels.repeat(len(views)))
         if m == "moco_v2":
             g = p["key_bn_groups"]
             q = torch.cat([self.head(self.backbone(x)) for x in views[0].chunk(g)])

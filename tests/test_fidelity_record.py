@@ -55,96 +55,81 @@ def _table(heading: str) -> list[list[str]]:
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
 
 
-def _pct(cell: str) -> list[float]:
-    return [float(x) for x in re.findall(r"-?\d+\.\d+", cell)]
-
-
 def _close(shown: float, value: float, digits: int) -> bool:
     return abs(shown - value) <= 0.5 * 10**-digits + 1e-9
+
+
+def _numbers(text: str) -> list[float]:
+    """Every number a table row or raw output line shows, in order (``1,398`` -> 1398; ``%``, ``x``,
+    brackets and slashes dropped)."""
+    return [float(x.replace(",", "")) for x in re.findall(r"[-+]?\d[\d,]*(?:\.\d+)?", text)]
+
+
+def _epoch_figures(record: dict, method: str) -> list[tuple[float, int]]:
+    """What ``fidelity.py`` prints for one method at equal epochs, as (value, decimals), in the
+    order of its row: csl linear mean, per seed; csl kNN mean, per seed; peer linear, kNN; csl -
+    peer linear; csl images/s, peer images/s, their ratio."""
+    ours = _runs(record, method, "csl", 10)
+    theirs = _runs(record, method, "peer", 10)[0]
+    seeds = [ours[s] for s in sorted(ours)]
+    assert len(seeds) == 2, f"{method}: the table shows two csl seeds"
+    out: list[tuple[float, int]] = []
+    for field in ("linear", "knn"):
+        values = [100 * r[field] for r in seeds]
+        out += [(float(np.mean(values)), 2)] + [(v, 2) for v in values]
+    mean_linear = float(np.mean([r["linear"] for r in seeds]))
+    ips = float(np.mean([r["images_per_s"] for r in seeds]))
+    return out + [
+        (100 * theirs["linear"], 2),
+        (100 * theirs["knn"], 2),
+        (100 * (mean_linear - theirs["linear"]), 2),
+        (ips, 0),
+        (theirs["images_per_s"], 0),
+        (ips / theirs["images_per_s"], 2),
+    ]
+
+
+def _wallclock_figures(record: dict, method: str, peer_epochs: int, csl_epochs: int) -> list[tuple[float, int]]:
+    """The equal-wall-clock row: budget s, peer epochs, peer s, peer linear, kNN, csl epochs, csl s,
+    csl linear, kNN, csl - peer linear."""
+    theirs = _runs(record, method, "peer", peer_epochs)[0]
+    ours = _runs(record, method, "csl", csl_epochs)[0]
+    assert ours["seconds"] <= theirs["seconds"], f"{method}: csl trained longer than the peer's budget"
+    return [
+        (theirs["seconds"], 0),
+        (theirs["epochs"], 0),
+        (theirs["seconds"], 0),
+        (100 * theirs["linear"], 2),
+        (100 * theirs["knn"], 2),
+        (ours["epochs"], 0),
+        (ours["seconds"], 0),
+        (100 * ours["linear"], 2),
+        (100 * ours["knn"], 2),
+        (100 * (ours["linear"] - theirs["linear"]), 2),
+    ]
+
+
+def _check(where: str, shown: list[float], expected: list[tuple[float, int]]) -> None:
+    assert len(shown) == len(expected), (where, shown)
+    for i, (s, (value, digits)) in enumerate(zip(shown, expected, strict=True)):
+        assert _close(s, value, digits), (where, f"figure {i + 1}", s, value)
 
 
 def test_equal_epoch_rows_match_record():
     record = _record()
     rows = _table("Equal epochs")
     assert len(rows) >= 6
-    for row in rows:
-        name, _machine, lin, knn, peer_lin, peer_knn, diff, csl_ips, peer_ips, speed = row
-        method = NAMES[name]
-        ours = _runs(record, method, "csl", 10)
-        theirs = _runs(record, method, "peer", 10)[0]
-        seeds = [ours[s] for s in sorted(ours)]
-        assert len(seeds) == 2, f"{name}: the table shows two csl seeds"
-        for cell, field in ((lin, "linear"), (knn, "knn")):
-            mean, *per_seed = _pct(cell)
-            values = [100 * r[field] for r in seeds]
-            assert _close(mean, float(np.mean(values)), 2), (name, field, mean, values)
-            assert all(_close(s, v, 2) for s, v in zip(per_seed, values, strict=True)), (name, field, per_seed)
-        assert _close(_pct(peer_lin)[0], 100 * theirs["linear"], 2), (name, peer_lin)
-        assert _close(_pct(peer_knn)[0], 100 * theirs["knn"], 2), (name, peer_knn)
-        mean_linear = float(np.mean([r["linear"] for r in seeds]))
-        assert _close(float(diff), 100 * (mean_linear - theirs["linear"]), 2), (name, diff)
-        ips = float(np.mean([r["images_per_s"] for r in seeds]))
-        assert _close(float(csl_ips), ips, 0), (name, csl_ips, ips)
-        assert _close(float(peer_ips), theirs["images_per_s"], 0), (name, peer_ips)
-        assert _close(float(speed.rstrip("x")), ips / theirs["images_per_s"], 2), (name, speed)
+    for name, _machine, *cells in rows:
+        _check(name, _numbers(" ".join(cells)), _epoch_figures(record, NAMES[name]))
 
 
 def test_equal_wallclock_rows_match_record():
     record = _record()
     rows = _table("Equal wall-clock")
     assert rows
-    for row in rows:
-        name, budget, peer_epochs, peer_s, peer_lin, peer_knn, csl_epochs, csl_s, csl_lin, csl_knn, diff = row
-        method = NAMES[name]
-        theirs = _runs(record, method, "peer", int(peer_epochs))[0]
-        ours = _runs(record, method, "csl", int(csl_epochs))[0]
-        assert int(budget.replace(",", "")) == round(theirs["seconds"]) == int(peer_s.replace(",", ""))
-        assert int(csl_s.replace(",", "")) == round(ours["seconds"])
-        assert ours["seconds"] <= theirs["seconds"], f"{name}: csl trained longer than the peer's budget"
-        assert ours["epochs"] == int(csl_epochs) and theirs["epochs"] == int(peer_epochs)
-        assert _close(_pct(peer_lin)[0], 100 * theirs["linear"], 2)
-        assert _close(_pct(peer_knn)[0], 100 * theirs["knn"], 2)
-        assert _close(_pct(csl_lin)[0], 100 * ours["linear"], 2)
-        assert _close(_pct(csl_knn)[0], 100 * ours["knn"], 2)
-        assert _close(_pct(diff.strip("*"))[0], 100 * (ours["linear"] - theirs["linear"]), 2), (name, diff)
-
-
-def _check_epoch_line(name: str, line: str, record: dict) -> None:
-    """``method  mean (s0/s1)  mean (s0/s1)  peer-linear  peer-kNN  diff  csl-img/s  peer-img/s  ratio x``."""
-    tokens = line.split()
-    method = tokens[0]
-    ours = _runs(record, method, "csl", 10)
-    theirs = _runs(record, method, "peer", 10)[0]
-    seeds = [ours[s] for s in sorted(ours)]
-    for mean, per_seed, field in ((tokens[1], tokens[2], "linear"), (tokens[3], tokens[4], "knn")):
-        values = [100 * r[field] for r in seeds]
-        assert _close(float(mean), float(np.mean(values)), 2), (name, line)
-        shown = [float(x) for x in per_seed.strip("()").split("/")]
-        assert all(_close(s, v, 2) for s, v in zip(shown, values, strict=True)), (name, line)
-    assert _close(float(tokens[5]), 100 * theirs["linear"], 2), (name, line)
-    assert _close(float(tokens[6]), 100 * theirs["knn"], 2), (name, line)
-    mean_linear = float(np.mean([r["linear"] for r in seeds]))
-    assert _close(float(tokens[7]), 100 * (mean_linear - theirs["linear"]), 2), (name, line)
-    ips = float(np.mean([r["images_per_s"] for r in seeds]))
-    assert _close(float(tokens[8]), ips, 0) and _close(float(tokens[9]), theirs["images_per_s"], 0), (name, line)
-    assert _close(float(tokens[10].rstrip("x")), ips / theirs["images_per_s"], 2), (name, line)
-
-
-def _check_wallclock_line(name: str, line: str, record: dict) -> None:
-    """``method  budget-s  peer-epochs  peer-s  peer-linear  peer-kNN  csl-epochs  csl-s  csl-linear  csl-kNN  diff``."""
-    method, budget, peer_epochs, peer_s, peer_lin, peer_knn, csl_epochs, csl_s, csl_lin, csl_knn, diff = line.split()
-    theirs = _runs(record, method, "peer", int(peer_epochs))[0]
-    ours = _runs(record, method, "csl", int(csl_epochs))[0]
-    assert int(budget) == int(peer_s) == round(theirs["seconds"]), (name, line)
-    assert int(csl_s) == round(ours["seconds"]), (name, line)
-    for shown, value in (
-        (peer_lin, theirs["linear"]),
-        (peer_knn, theirs["knn"]),
-        (csl_lin, ours["linear"]),
-        (csl_knn, ours["knn"]),
-        (diff, ours["linear"] - theirs["linear"]),
-    ):
-        assert _close(float(shown), 100 * value, 2), (name, line)
+    for name, *cells in rows:
+        shown = _numbers(" ".join(cells))
+        _check(name, shown, _wallclock_figures(record, NAMES[name], int(shown[1]), int(shown[5])))
 
 
 def _section(lines: list[str], title: str) -> list[str]:
@@ -172,9 +157,10 @@ def test_raw_outputs_agree_with_record(path: Path):
     epoch_lines = _section(lines, "equal epochs")
     assert epoch_lines, f"{path.name} has no equal-epoch row"
     for line in epoch_lines:
-        _check_epoch_line(path.name, line, record)
+        _check(path.name, _numbers(line.split(maxsplit=1)[1]), _epoch_figures(record, line.split()[0]))
     for line in _section(lines, "equal wall-clock"):
-        _check_wallclock_line(path.name, line, record)
+        shown = _numbers(line.split(maxsplit=1)[1])
+        _check(path.name, shown, _wallclock_figures(record, line.split()[0], int(shown[1]), int(shown[5])))
 
 
 def test_every_table_row_has_its_raw_output():
