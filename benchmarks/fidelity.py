@@ -78,15 +78,17 @@ RECIPES: dict[str, dict[str, Any]] = {
         "views": [view(0.08, SIMCLR_JITTER, count=2)],
         "csl": {"method": "simclr", "extract": {"name": "mlp_projection", "hidden_dim": 512, "out_dim": 128},
                 "loss": {"name": "nt_xent", "temperature": 0.5}},
-        "peer": {"hidden": 512, "out": 128, "temperature": 0.5},
+        # one_pass and no output BN: the same network and batch norm as csl's side (peer_fidelity.simclr_head)
+        "peer": {"hidden": 512, "out": 128, "temperature": 0.5, "one_pass": True, "output_bn": False},
     },
     "supcon": {  # Khosla et al. 2020, arXiv 2004.11362: SimCLR's views, MLP head to 128-d, t = 0.1 on CIFAR
         # (Sec. 4); tau_base = tau so the official code's tau / tau_base factor is 1, as the peer's loss has none
         "views": [view(0.08, SIMCLR_JITTER, count=2)],
         "csl": {"method": "supcon", "extract": {"name": "mlp_projection", "hidden_dim": 512, "out_dim": 128},
                 "loss": {"name": "supcon", "temperature": 0.1, "base_temperature": 0.1}},
-        # one_pass: both views through one forward (the official main_supcon.py), as csl's embed_views
-        "peer": {"hidden": 512, "out": 128, "temperature": 0.1, "one_pass": True},
+        # one_pass: both views through one forward (the official main_supcon.py), as csl's embed_views;
+        # output_bn False: csl's head (the official SupCon head has no batch norm on its output either)
+        "peer": {"hidden": 512, "out": 128, "temperature": 0.1, "one_pass": True, "output_bn": False},
     },
     "moco_v2": {  # Chen et al. 2020, arXiv 2003.04297: MLP head (no BN), t = 0.2, queue (4096 at CIFAR scale)
         "views": [view(0.2, SIMCLR_JITTER, count=2)],

@@ -66,6 +66,19 @@ def small_cnn(channels: int, widths: list[int]) -> nn.Module:
     return SmallCNN(channels, widths)
 
 
+def simclr_head(dim: int, p: dict[str, Any]) -> nn.Module:
+    """SimCLR's (and SupCon's) projection head. lightly's ``SimCLRProjectionHead`` ends in a batch
+    norm over the 128-d output (SimCLR v2's code); with ``output_bn: False`` in the recipe it is
+    lightly's ``ProjectionHead`` as Linear(no bias)-BN-ReLU-Linear, the head csl's ``mlp_projection``
+    builds (SimCLR v1, arXiv 2002.05709, Sec. 2.1), so both sides train the same network."""
+    from lightly.models.modules import heads as H
+
+    if p.get("output_bn", True):
+        return H.SimCLRProjectionHead(dim, p["hidden"], p["out"])
+    return H.ProjectionHead([(dim, p["hidden"], nn.BatchNorm1d(p["hidden"]), nn.ReLU()),
+                             (p["hidden"], p["out"], None, None)])
+
+
 class Peer(nn.Module):
     """One method: ``loss(views, step, total, epoch)``, ``after_step(step, total, epoch)``."""
 
@@ -79,12 +92,12 @@ class Peer(nn.Module):
         self.backbone, self.steps_per_epoch = backbone, steps_per_epoch
         m = self.name
         if m == "simclr":
-            self.head = H.SimCLRProjectionHead(dim, p["hidden"], p["out"])
+            self.head = simclr_head(dim, p)
             self.criterion = L.NTXentLoss(temperature=p["temperature"])
         elif m == "supcon":
             from pytorch_metric_learning.losses import SupConLoss
 
-            self.head = H.SimCLRProjectionHead(dim, p["hidden"], p["out"])
+            self.head = simclr_head(dim, p)
             self.criterion = SupConLoss(temperature=p["temperature"])
         elif m == "moco_v2":
             self.head = H.MoCoProjectionHead(dim, p["hidden"], p["out"])
