@@ -11,10 +11,13 @@ prints one JSON line (images/s, seconds, last loss) and saves the backbone's sta
 
 SupCon, which lightly 1.6 lacks, takes its loss from pytorch-metric-learning 2.9.0
 (``SupConLoss``, adapted from the official HobbitLong/SupContrast code: the same
-L^sup_out of Eq. 2; ``make peer`` installs it beside lightly) and lightly's SimCLR
-head; the labels come with the images. Its views go through the backbone in one forward pass, as
-the official ``main_supcon.py`` does (``torch.cat([images[0], images[1]])``: batch norm over both
-views), where lightly's SimCLR example runs one pass per view.
+L^sup_out of Eq. 2; ``make peer`` installs it beside lightly) and SimCLR's head
+(:func:`simclr_head`); the labels come with the images. Its views, and SimCLR's, go through the
+backbone in one forward pass, as the official ``main_supcon.py`` and SimCLR code do
+(``torch.cat([images[0], images[1]])``: batch norm over both views), where lightly's SimCLR example
+runs one pass per view. Both heads are csl's network, Linear-BN-ReLU-Linear, built from lightly's
+``ProjectionHead``: lightly's ``SimCLRProjectionHead`` adds a batch norm on the output, which cost
+the SupCon peer 15 points (``FIDELITY.md``).
 
 Where a recipe needs what lightly's example does not do, it is written with lightly's parts
 and said here: BYOL's loss is the paper's ``sum over both directions of 2 - 2 cos`` (arXiv
