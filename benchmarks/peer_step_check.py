@@ -60,32 +60,38 @@ def check(name: str, n: int) -> None:
     peer = peer_fidelity.Peer(recipe, backbone, backbone.out_dim, 1)
     peer.backbone.load_state_dict(ours.encoder.state_dict())
     mine, theirs = ours.head.state_dict(), peer.head.state_dict()
-    if [tuple(v.shape) for v in mine.values()] != [tuple(v.shape) for v in theirs.values()]:
-        raise SystemExit(f"{name}: the peer's head is not csl's network: "
-                         f"{[tuple(v.shape) for v in theirs.values()]} vs {[tuple(v.shape) for v in mine.values()]}")
+    shapes = [tuple(v.shape) for v in mine.values()], [tuple(v.shape) for v in theirs.values()]
+    if shapes[0] != shapes[1]:
+        raise SystemExit(f"{name}: the peer's head is not csl's network: {shapes[1]} vs {shapes[0]}")
     peer.head.load_state_dict(dict(zip(theirs, mine.values(), strict=True)))
     views = [torch.randn(n, 3, 32, 32), torch.randn(n, 3, 32, 32)]
     labels = torch.randint(0, 10, (n,))
     ours.augment = FixedViews(views)
     ours.train()
     peer.train()
+    enc = len(list(peer.backbone.parameters()))  # gradients: the encoder's first, then the head's
+
+    def grads(model: torch.nn.Module, loss: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.autograd.grad(loss, list(model.parameters())))
+
+    def row(label: str, loss: torch.Tensor, g: list[torch.Tensor], ref_loss: torch.Tensor,
+            ref: list[torch.Tensor]) -> None:
+        print(f"{name:<8}{label:<15}{loss.item():>12.6f}{ref_loss.item():>12.6f}"
+              f"{abs(loss.item() - ref_loss.item()):>11.2e}{relative(g[:enc], ref[:enc]):>15.2e}"
+              f"{relative(g[enc:], ref[enc:]):>13.2e}")
+
+    peer_net = torch.nn.Sequential(peer.backbone, peer.head)
     lp = peer.loss(views, 0, labels if name == "supcon" else None)
-    gp = torch.autograd.grad(lp, [*peer.backbone.parameters(), *peer.head.parameters()])
+    gp = grads(peer_net, lp)
     for layout in ("contiguous", "channels_last"):
         ours.channels_last = layout == "channels_last"
         ours.to(memory_format=torch.channels_last if ours.channels_last else torch.contiguous_format)
         batch = Batch(images=torch.zeros(n, 3, 32, 32, dtype=torch.uint8), labels=labels)
         lc = ours.training_loss(batch, torch.Generator())["loss"]
-        gc = torch.autograd.grad(lc, [*ours.encoder.parameters(), *ours.head.parameters()])
-        enc = len(list(ours.encoder.parameters()))
-        print(f"{name:<8}{layout:<15}{lc.item():>12.6f}{lp.item():>12.6f}{abs(lc.item() - lp.item()):>11.2e}"
-              f"{relative(gc[:enc], gp[:enc]):>15.2e}{relative(gc[enc:], gp[enc:]):>13.2e}")
+        row(layout, lc, grads(torch.nn.Sequential(ours.encoder, ours.head), lc), lp, gp)
     wide = copy.deepcopy(peer).double()
     lw = wide.loss([v.double() for v in views], 0, labels if name == "supcon" else None)
-    gw = [g.float() for g in torch.autograd.grad(lw, [*wide.backbone.parameters(), *wide.head.parameters()])]
-    enc = len(list(peer.backbone.parameters()))
-    print(f"{name:<8}{'peer fp64':<15}{lw.item():>12.6f}{lp.item():>12.6f}{abs(lw.item() - lp.item()):>11.2e}"
-          f"{relative(gw[:enc], gp[:enc]):>15.2e}{relative(gw[enc:], gp[enc:]):>13.2e}")
+    row("peer fp64", lw, [g.float() for g in grads(torch.nn.Sequential(wide.backbone, wide.head), lw)], lp, gp)
 
 
 def main() -> None:
