@@ -118,19 +118,26 @@ def make_view(
     std: torch.Tensor,
     generator: torch.Generator,
     shard: tuple[int, int] | None = None,
+    cropped: bool = False,
 ) -> torch.Tensor:
     """``uint8 (N, C, H, W) -> float (N, C, size, size)``, normalized by ``mean``/``std``.
 
     ``shard = (start, total)``: these ``N`` images are rows ``start..start+N`` of a global batch
-    of ``total`` (see :class:`Draws`); default: the whole batch.
+    of ``total`` (see :class:`Draws`); default: the whole batch. ``cropped``: the images are this
+    view's random resized crops already, cut by the loader from the native-size images
+    (:mod:`csl.augment.native`); only the flip and the rest are applied.
     """
     n, _, height, width = images.shape
     g = generator
     d = Draws(g, n, *shard) if shard is not None else Draws(g, n)
     x = images.float().div_(255)
-    boxes = d.cut(sample_crop_boxes(d.size, height, width, spec.crop_scale, spec.crop_ratio, g))
-    flip = d.bernoulli(spec.flip_p)
-    x = resized_crop(x, boxes, flip, spec.size)
+    if cropped:
+        flip = d.bernoulli(spec.flip_p)
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    else:
+        boxes = d.cut(sample_crop_boxes(d.size, height, width, spec.crop_scale, spec.crop_ratio, g))
+        flip = d.bernoulli(spec.flip_p)
+        x = resized_crop(x, boxes, flip, spec.size)
     if spec.jitter_p > 0:
         x = _jitter(x, spec, d)
     if spec.grayscale_p > 0 and x.shape[1] == 3:

@@ -147,12 +147,19 @@ def _channels(root: str, index: dict[str, Any]) -> int:
     return 1 if img.shape[0] == 1 else 3
 
 
+def shard_root(prepared: Path, root: str) -> str:
+    """A split's shard location: absolute (a directory or s3:// prefix given to ``csl shard``) or,
+    for the shards ``prepare`` writes inside the prepared directory, relative to it."""
+    return root if root.startswith(("/", "s3://")) else str(prepared / root)
+
+
 def load(path: Path) -> Prepared:
     """Load a prepared dataset; anything missing or inconsistent is a :class:`DataError`."""
     meta = read_meta(path)
     if meta.get("format") == "shards":
-        return Prepared(meta, StreamSplit(meta["shards"]["train"], meta["num_train"]),
-                        StreamSplit(meta["shards"]["test"], meta["num_test"]))
+        roots = {s: shard_root(path, meta["shards"][s]) for s in ("train", "test")}
+        return Prepared(meta, StreamSplit(roots["train"], meta["num_train"]),
+                        StreamSplit(roots["test"], meta["num_test"]))
     splits = {}
     for name in ("train", "test"):
         arrays = []

@@ -178,3 +178,23 @@ def download_dir(uri: str | S3Path, local: str | os.PathLike[str]) -> list[Path]
         download(S3Path(base.bucket, key), dst)
         out.append(dst)
     return out
+
+
+def list_keys(uri: str | S3Path) -> list[str]:
+    """Every object key under the prefix ``uri`` (all pages), sorted."""
+    base = uri if isinstance(uri, S3Path) else S3Path.parse(uri)
+    prefix = f"{base.key}/" if base.key else ""
+    try:
+        pages = client().get_paginator("list_objects_v2").paginate(Bucket=base.bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+    except Exception as e:  # noqa: BLE001
+        raise _explain(e, "list", base) from None
+
+
+def read_bytes(uri: str | S3Path) -> bytes:
+    """An object's whole body."""
+    stream = open_stream(uri, "read")
+    try:
+        return bytes(stream.read())
+    finally:
+        stream.close()

@@ -20,6 +20,12 @@ def prepare(params: Params, project: Path) -> dict[str, Any]:
         source = cfg.source if cfg.source.startswith("s3://") else str((project / cfg.source).resolve())
         return write_shards_meta(Path(source).name or "shards", source, int(cfg.image_size or 0),
                                  Layout(project, params).prepared)
+    if cfg.dataset == "images":  # a collection without labels (or labels: folders), kept at native size
+        from csl.data.prepare_images import prepare_images
+
+        source = cfg.source if cfg.source.startswith("s3://") else str((project / cfg.source).resolve())
+        name = Path(cfg.source.rstrip("/")).stem or "images"
+        return prepare_images(cfg, source, Layout(project, params).prepared, name)
     raw = csl_data.read(cfg, project, seed=0)
     return csl_data.write(raw, Layout(project, params).prepared)
 
@@ -30,10 +36,18 @@ def main(params: Params, project: Path) -> None:
     with tracking.stage_run(project, params.tracking.experiment, "prepare") as rec:
         rec.params({"data": to_dict(params.data)})
         meta = prepare(params, project)
-        rec.metrics({"num_train": meta["num_train"], "num_test": meta["num_test"]})
-        rec.tags({"csl.data.content_hash": meta["content_hash"], "csl.data.name": meta["name"]})
+        rec.metrics({"num_train": meta["num_train"], "num_test": meta["num_test"],
+                     **{k: meta[k] for k in ("skipped", "ignored_files") if k in meta}})
+        rec.tags({"csl.data.content_hash": meta["content_hash"], "csl.data.name": meta["name"],
+                  "csl.data.labelled": str(bool(meta.get("labelled", len(meta["classes"]) >= 2))).lower()})
     print(f"prepared {meta['name']} from {meta['source']}: {meta['num_train']} train / {meta['num_test']} test, "
           f"shape {meta['shape']} -> {Layout(project, params).prepared}")
+    if meta.get("native"):
+        side = meta["shorter_side"]
+        print(f"  {'no labels' if not meta['labelled'] else str(len(meta['classes'])) + ' classes (folders)'}, "
+              f"colour {meta['color']}, shorter side {side['min']}-{side['max']} px (median {side['median']}), "
+              f"stored at native size ({meta['stored']['jpeg_kept']} JPEG as is, {meta['stored']['png']} PNG); "
+              f"{meta['skipped']} skipped, {meta['ignored_files']} non-image file(s) ignored")
 
 
 def fetch_main(params: Params, project: Path, repo: str, rev: str, path: str, track: bool = True) -> None:

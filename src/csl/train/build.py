@@ -49,6 +49,16 @@ def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> Method:
     return method
 
 
+def view_crops(cfg: MethodConfig, meta: dict[str, Any]) -> tuple[Any, ...]:
+    """Each view's crop (size, scale, ratio) as the variant's augmentation declares it: what a
+    loader cutting crops from native-size images needs (:mod:`csl.augment.native`)."""
+    from csl.augment import AUGMENTATIONS
+
+    augment = build(AUGMENTATIONS, cfg.parts["augment"], image_size=int(meta["shape"][1]),
+                    mean=torch.tensor(meta["mean"]), std=torch.tensor(meta["std"]))
+    return tuple(augment.crops())
+
+
 def check_view_sizes(augment: nn.Module, encoder: nn.Module, encoder_name: str) -> None:
     """Every view size (multi-crop included) must be one the encoder can take."""
     lo = int(getattr(encoder, "min_input_size", 1))

@@ -92,11 +92,14 @@ class EpochSetter(L.Callback):
 
 
 def train_stream_loader(root: str, batch_size: int, size: int, channels: int, seed: int,
-                        workers: int = 2, labels: bool = False) -> tuple[Any, shards.ShardStream]:
+                        workers: int = 2, labels: bool = False,
+                        crops: tuple[Any, ...] | None = None) -> tuple[Any, shards.ShardStream]:
     """The pretraining loader over shards: uint8 image batches (with ``labels``: ``(images, labels)``),
-    decoded in ``workers`` CPU processes (or on the GPU in the main process when there is one)."""
+    decoded in ``workers`` CPU processes (or on the GPU in the main process when there is one).
+    ``crops``: every view's crop is cut from the native-size image in the loader
+    (:mod:`csl.augment.native`) and the batches are ``CroppedViews``."""
     gpu = torch.cuda.is_available()
     stream = shards.ShardStream(root, batch_size, size, channels, seed=seed, rank=rank(), world_size=world_size(),
-                                labels=labels, device="cuda" if gpu else "cpu")
+                                labels=labels, device="cuda" if gpu else "cpu", crops=crops)
     return DataLoader(stream, batch_size=None, num_workers=0 if gpu else workers), stream
 

@@ -17,7 +17,7 @@ from csl.encoders.global_bn import convert_to_global_bn
 from csl.methods.base import Method
 from csl.methods.config import MethodConfig
 from csl.precision import bf16_pays, on_gpu, resolve_precision
-from csl.train.build import build_method
+from csl.train.build import build_method, view_crops
 from csl.distributed import init_after_elastic_restart, launch_rank
 from csl.io import s3
 from csl.train.checkpoint import EpochCheckpoint, fetch_remote, resume_checkpoint
@@ -85,7 +85,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         convert_to_global_bn(method)  # in place: the children are replaced (the method is no BatchNorm)
     if t.compile:
         compile_networks(method)
-    method.check_dataset(n_train, labelled=len(data.meta.get("classes", [])) >= 2)
+    method.check_dataset(n_train, labelled=len(data.meta.get("classes", [])) >= 2 and data.meta.get("labelled", True))
     module = PretrainModule(
         method, cfg.optimizer, cfg.schedule, lr,
         total_steps=steps_per_epoch * t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
@@ -108,8 +108,9 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
             raise ConfigError(f"method '{cfg.method}' needs sample indices or whole-dataset features between "
                               "epochs, which streamed shards do not give; use a dataset held in memory "
                               "(data.dataset other than 'shards')")
+        crops = view_crops(cfg, data.meta) if data.meta.get("native") else None  # crops from native-size images
         loader, stream = train_stream_loader(data.train.root, t.batch_size, data.image_size, data.channels, t.seed,
-                                             labels=needs.labels)
+                                             labels=needs.labels, crops=crops)
         callbacks.append(EpochSetter(stream))
     else:
         loader = train_loader(data.train.images, t.batch_size, t.seed,
