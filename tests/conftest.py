@@ -83,6 +83,7 @@ def tiny_params(data_dir: Path, variants: dict[str, dict] | None = None) -> dict
                  # the protocols' own tests turn them on (DVC's stage matrix reads every list from the file)
                  "run": {"probes": [], "finetune": [], "distill": [], "transfer": []}},
         "tracking": {"experiment": "csl-test"},
+        "health": {"enabled": True, "samples": 64, "patience": 3},
     }
 
 
@@ -117,6 +118,14 @@ def project(tmp_path: Path, idx_dir: Path) -> Path:
     return p
 
 
+def write_plan(project: Path) -> None:
+    """``plan.yaml`` of the project's params.yaml, as ``csl plan`` writes it."""
+    from csl.params import load_params
+    from csl.stages import plan
+
+    plan.write(project, load_params(project / "params.yaml"))
+
+
 def make_dvc_project(tmp_path: Path, params: dict) -> tuple[Path, dict[str, str]]:
     """A git + DVC project with the repository's dvc.yaml and .gitignore and a copy of src/ (the code deps)."""
     p = tmp_path / "dvcproj"
@@ -124,6 +133,7 @@ def make_dvc_project(tmp_path: Path, params: dict) -> tuple[Path, dict[str, str]
     shutil.copy(REPO / "dvc.yaml", p / "dvc.yaml")
     shutil.copytree(REPO / "src", p / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (p / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_plan(p)  # the stage lists dvc.yaml reads (csl run writes it; tests that call dvc directly need it)
     shutil.copy(REPO / ".gitignore", p / ".gitignore")  # what the repository keeps out of git
     env = csl_env(tmp_path)
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"], ["git", "add", "-A"],

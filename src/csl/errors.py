@@ -27,6 +27,10 @@ class NonFiniteLossError(CslError):
     """Training produced a NaN or infinite loss."""
 
 
+class CollapseError(CslError):
+    """The online health check found the embeddings collapsed (:mod:`csl.train.health`)."""
+
+
 class TrackingError(CslError):
     """The MLflow tracking server cannot be reached or refused a request."""
 

@@ -1,7 +1,8 @@
 """params.yaml: the whole pipeline's parameters, loaded strictly and typed.
 
 Top-level sections: ``data``, ``variants`` (the method variants the pipeline runs, the DVC
-matrix), ``methods`` (each variant's composition), ``eval``, ``tracking``, ``storage``. The file layout is
+matrix), ``methods`` (each variant's composition), ``eval``, ``tracking``, ``storage``,
+``health`` (the online health check of pretraining). The file layout is
 fixed (:mod:`csl.stages.layout`) so that dvc.yaml and the stages agree.
 """
 
@@ -20,6 +21,7 @@ from csl.data.config import DataConfig
 from csl.errors import ConfigError
 from csl.evaluate.config import EvalConfig
 from csl.methods.config import MethodConfig, parse_method
+from csl.train.config import HealthConfig
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class _Plain:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Params:
     tracking: TrackingConfig
     raw: dict[str, Any]
     storage: StorageConfig = field(default_factory=StorageConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
     def variant(self, name: str) -> Variant:
         """The variant ``name`` of ``methods``; an unknown name is an error that lists the defined ones."""
@@ -124,6 +128,7 @@ class Params:
             "eval": to_dict(self.eval),
             "tracking": to_dict(self.tracking),
             "storage": to_dict(self.storage),
+            "health": to_dict(self.health),
         }
 
 
@@ -142,7 +147,14 @@ def parse_params(raw: dict[str, Any]) -> Params:
         if v not in methods:
             raise ConfigError(f"'variants[{i}]' is {v!r}, which is not in 'methods' "
                               f"(defined: {', '.join(methods)})")
-    return Params(plain.data, plain.variants, methods, plain.eval, plain.tracking, raw, plain.storage)
+    labelled = plain.data.labelled
+    names = plain.eval.metric_names(labelled)
+    if plain.eval.champion_metric not in names:
+        need = "" if labelled else (f" (data.dataset {plain.data.dataset} has no labels, so the label-based "
+                                    "protocols do not run)")
+        raise ConfigError(f"'eval.champion_metric' {plain.eval.champion_metric!r} is not produced by the protocols "
+                          f"that run on this data{need}; choose one of: {', '.join(names) or 'none (add rankme to eval.run.probes)'}")
+    return Params(plain.data, plain.variants, methods, plain.eval, plain.tracking, raw, plain.storage, plain.health)
 
 
 def read_raw(path: Path) -> dict[str, Any]:

@@ -60,9 +60,10 @@ def sample_generator(seed: int, epoch: int, key: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "big") & ((1 << 63) - 1))
 
 
-def crop_boxes(height: int, width: int, crops: tuple[ViewCrop, ...], g: torch.Generator) -> list[tuple[int, ...]]:
+def crop_boxes(height: int, width: int, crops: tuple[ViewCrop, ...],
+               g: torch.Generator) -> list[tuple[int, int, int, int]]:
     """``(top, left, h, w)`` per view for an image of ``height x width``."""
-    out = []
+    out: list[tuple[int, int, int, int]] = []
     for c in crops:
         x0, y0, w, h = (int(v) for v in sample_crop_boxes(1, height, width, c.scale, c.ratio, g)[0].tolist())
         out.append((y0, x0, h, w))

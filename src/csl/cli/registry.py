@@ -75,10 +75,11 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
         if not rows:
             print(f"no csl encoders are registered in {tracking.tracking_uri(project)}")
             return 0
-        print(f"{'name':<44} {'ver':>4} {'alias':<9} {'linear':>7}  {'data md5':<36} commit")
+        print(f"{'name':<44} {'ver':>4} {'alias':<9} {'ranked by':<20} {'linear':>7}  {'data md5':<36} commit")
         for r in rows:
-            print(f"{r['name']:<44} {r['version']:>4} {r['alias']:<9} {r['linear_top1'][:6]:>7}  {r['data_md5']:<36} "
-                  f"{r['commit']}")
+            ranked = f"{r['champion_metric']} {r['champion_value'][:6]}" if r["champion_metric"] else "-"
+            print(f"{r['name']:<44} {r['version']:>4} {r['alias']:<9} {ranked:<20} {r['linear_top1'][:6] or '-':>7}  "
+                  f"{r['data_md5']:<36} {r['commit']}")
         return 0
     if args.registry_command == "show":
         mv = reg.resolve(args.ref)

@@ -7,8 +7,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from csl.evaluate.config import PROBES
+
 COMMANDS = ("prepare", "pretrain", "features", "linear-eval", "probe", "finetune", "distill", "prepare-transfer",
-            "transfer", "register", "report", "run", "params", "relog")
+            "transfer", "register", "report", "run", "params", "plan", "relog")
+PLANNED = ("linear-eval", "probe", "finetune", "distill", "prepare-transfer", "transfer", "register", "report")
 
 
 def add_parsers(sub: Any) -> None:
@@ -24,9 +27,8 @@ def add_parsers(sub: Any) -> None:
     add("features", "frozen features of the variant's encoder (and a random-init one) on every image, once: "
                     "runs/<variant>/features", variant=True)
     add("linear-eval", "linear and kNN top-1 of the frozen encoder and of a random-init baseline", variant=True)
-    add("probe", "clustering (NMI, ARI, Hungarian accuracy) or retrieval (recall@k, mAP@R, neighbour grid) on "
-                 "the frozen features", variant=True).add_argument(
-        "--protocol", required=True, choices=["clustering", "retrieval"])
+    add("probe", "a protocol on the frozen features: " + "; ".join(f"{k}: {v.summary}" for k, v in PROBES.items()),
+        variant=True).add_argument("--protocol", required=True, choices=list(PROBES))
     add("finetune", "fine-tune on a class-balanced fraction of the labels, beside a random-init baseline",
         variant=True).add_argument("--fraction", required=True, help="label fraction as params.yaml writes it (0.01)")
     add("distill", "self-distill the model fine-tuned on --fraction into a student trained without labels",
@@ -42,6 +44,7 @@ def add_parsers(sub: Any) -> None:
                    "every variant ends registered in the store configured now")
     r.add_argument("--force", action="store_true", help="rerun every stage")
     add("params", "print the fully resolved parameters as YAML")
+    add("plan", "write plan.yaml: the evaluation stages DVC plans for this data (csl run does it too)")
     sub.add_parser("relog", help="log the stage runs the MLflow server missed (kept in .csl/pending-tracking)",
                    description="log the stage runs whose tracking server became unreachable mid-stage; their "
                                "results were written locally and kept in .csl/pending-tracking")
@@ -65,7 +68,21 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
             print(f"re-logged {name} as run {run_id} in {tracking.tracking_uri(project)}")
         return 0
     params = load_params(params_path, args.overrides)
-    if args.command == "params":
+    if args.command in PLANNED and not args.overrides:  # DVC's stage commands: the plan must be params.yaml's
+        from csl.stages import plan
+
+        plan.check(project, params)
+    if args.command == "plan":
+        from csl.stages import plan
+
+        if args.overrides:  # the plan DVC reads is params.yaml's: show this one, write nothing
+            print(f"not written (overrides given; 'csl run {' '.join(args.overrides)}' records them and writes "
+                  "the plan):")
+        else:
+            changed = plan.write(project, params)
+            print(f"{'wrote' if changed else 'up to date:'} {project / plan.PLAN}")
+        print(plan.render(params), end="")
+    elif args.command == "params":
         import yaml
 
         print(yaml.safe_dump(params.as_dict(), sort_keys=False), end="")

@@ -25,8 +25,10 @@ class DataConfig:
 
     - ``image_size``: the side of the training views (``size: null`` in the augmentation) and of
       the evaluation's centre crop (required: e.g. 224 for photos, 32 for CIFAR-sized images);
-    - ``labels``: ``none`` (default: folder names are never labels) or ``folders`` (the first
-      folder under the root is the class, as an ImageFolder);
+    - ``labels``: ``none`` (the default for ``images``: folder names are never labels) or
+      ``folders`` (the first folder under the root is the class, as an ImageFolder). For the
+      other kinds null means their own labels; ``none`` ignores them (``shards`` written
+      without labels need it);
     - ``color``: ``auto`` (grayscale only when every image is; the decision is recorded in the
       prepared metadata), ``rgb`` or ``gray``;
     - ``min_side``: images with a shorter side are refused (default 16: a 1x1 or 8x8 file is an
@@ -48,7 +50,7 @@ class DataConfig:
     test_fraction: float = 0.2
     max_train: int | None = None
     max_test: int | None = None
-    labels: Literal["none", "folders"] = "none"
+    labels: Literal["none", "folders"] | None = None
     color: Literal["auto", "rgb", "gray"] = "auto"
     min_side: int = 16
     max_side: int | None = None
@@ -56,7 +58,21 @@ class DataConfig:
     on_corrupt: Literal["error", "skip"] = "error"
     shard_size: int = 1000
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the prepared data has labels: known from the configuration alone, so that the
+        pipeline can be planned before any data is read."""
+        if self.dataset == "images":
+            return self.labels == "folders"
+        return self.labels != "none"
+
     def validate(self, path: str) -> None:
+        if self.labels == "folders" and self.dataset not in ("images", "imagefolder"):
+            raise ConfigError(f"'{path}.labels: folders' applies to dataset 'images' (an ImageFolder has folder "
+                              "labels already)")
+        if self.labels == "none" and self.dataset != "images" and self.dataset != "shards":
+            raise ConfigError(f"'{path}.labels: none' is for datasets 'images' and 'shards'; for an unlabeled "
+                              f"collection use '{path}.dataset: images'")
         if self.dataset == "images":
             if self.source == "auto":
                 raise ConfigError(f"'{path}.source' must be the directory, zip or s3:// prefix of the images for "

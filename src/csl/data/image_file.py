@@ -95,7 +95,7 @@ def decode(data: bytes, mode: str | None, min_side: int = 16, max_side: int | No
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageFileError(f"{w}x{h} pixels is more than data.max_pixels ({max_pixels}); PIL's "

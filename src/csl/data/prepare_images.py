@@ -74,7 +74,7 @@ def _subset(paths: list[str], n: int | None) -> set[str]:
 
 def prepare_images(cfg: DataConfig, source: str, out: Path, name: str) -> dict[str, Any]:
     """``source`` -> ``out`` (the prepared directory); returns its metadata."""
-    listing = list_collection(source, cfg.labels)
+    listing = list_collection(source, cfg.labels or "none")
     classes = sorted({it.label for it in listing.items if it.label is not None})
     index = {c: i for i, c in enumerate(classes)}
     split = {it.path: "test" if held_out(it.path, cfg.test_fraction) else "train" for it in listing.items}
@@ -126,7 +126,7 @@ def prepare_images(cfg: DataConfig, source: str, out: Path, name: str) -> dict[s
         h.update(f"channels={channels}".encode())
         meta = {
             "format_version": FORMAT_VERSION, "format": "shards", "native": True, "name": name, "source": source,
-            "classes": classes, "labelled": bool(classes), "labels": cfg.labels,
+            "classes": classes, "labelled": bool(classes), "labels": cfg.labels or "none",
             "color": "gray" if channels == 1 else "rgb", "shape": [channels, size, size],
             "num_train": int(indexes["train"]["num_samples"]), "num_test": int(indexes["test"]["num_samples"]),
             "mean": mean, "std": std, "content_hash": h.hexdigest(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 from csl.data.config import DataConfig
 from csl.errors import ConfigError
@@ -45,7 +45,53 @@ class MapConfig:
     points: int = 2000
 
 
-PROBES = ("clustering", "retrieval")
+@dataclass(frozen=True)
+class ProbeSpec:
+    """What the configuration knows of a probe protocol (:mod:`csl.stages.probes` runs it):
+    whether it needs labels, its settings section under ``eval`` (None: none), the metrics it
+    writes given the eval config, those of them that do not rank encoders (every other one is
+    higher-is-better: what ``champion_metric`` may name), and a one-line summary."""
+
+    needs_labels: bool
+    section: str | None
+    metrics: Callable[["EvalConfig"], list[str]]
+    unranked: tuple[str, ...]
+    summary: str
+
+
+PROBES: dict[str, ProbeSpec] = {
+    "clustering": ProbeSpec(True, "clustering", lambda e: ["cluster_nmi", "cluster_ari", "cluster_acc"], (),
+                            "k-means (k = classes) on test features: NMI, ARI, Hungarian accuracy"),
+    "retrieval": ProbeSpec(True, "retrieval",
+                           lambda e: [*(f"recall_at_{k}" for k in e.retrieval.ks), "map_at_r"], (),
+                           "test queries against the training set: recall@k, mAP@R, neighbour grid"),
+    "rankme": ProbeSpec(False, None, lambda e: ["rankme"], (),
+                        "RankMe (Garrido et al. 2023): effective rank of the held-out embeddings"),
+    "alignment": ProbeSpec(False, None, lambda e: ["alignment", "uniformity"], ("alignment", "uniformity"),
+                           "alignment of two augmented views and uniformity (Wang & Isola 2020); lower is "
+                           "better"),
+    "dim_std": ProbeSpec(False, None, lambda e: ["dim_std", "std_ratio"], ("dim_std", "std_ratio"),
+                         "per-dimension std of l2-normalised embeddings vs 1/sqrt(d) (SimSiam Sec. 4.1)"),
+    "gallery": ProbeSpec(False, "gallery", lambda e: [], (),
+                         "pictures without labels: nearest-neighbour grid, a grid per k-means cluster, the "
+                         "embedding map coloured by cluster"),
+}
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    """The label-free pictures of the ``gallery`` probe: ``clusters`` k-means clusters of the
+    held-out features, ``per_cluster`` images of each (the closest to its centre), and a
+    neighbour grid of ``queries`` held-out images with their ``neighbours`` nearest."""
+
+    clusters: int = 8
+    per_cluster: int = 8
+    queries: int = 8
+    neighbours: int = 6
+
+    def validate(self, path: str) -> None:
+        if min(self.clusters, self.per_cluster, self.queries, self.neighbours) < 1:
+            raise ConfigError(f"'{path}': every count must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -162,7 +208,7 @@ class RunConfig:
     ``probes`` on the frozen features, ``finetune``/``distill`` label fractions (a distilled fraction
     must also be fine-tuned: its teacher), ``transfer`` target names of ``eval.transfer.datasets``."""
 
-    probes: list[str] = field(default_factory=lambda: list(PROBES))
+    probes: list[str] = field(default_factory=lambda: ["clustering", "retrieval"])
     finetune: list[float] = field(default_factory=lambda: [0.01])
     distill: list[float] = field(default_factory=list)
     transfer: list[str] = field(default_factory=list)
@@ -178,6 +224,18 @@ class RunConfig:
         if missing:
             raise ConfigError(f"'{path}.distill' {missing}: distillation needs the fine-tuned teacher of the same "
                               f"fraction; add {missing} to '{path}.finetune'")
+
+    def planned(self, labelled: bool) -> "RunConfig":
+        """What runs on data with or without labels: without, the probes that need labels, the
+        fine-tuning, distillation and transfer protocols are left out (:meth:`not_planned` says why)."""
+        if labelled:
+            return self
+        return RunConfig([p for p in self.probes if not PROBES[p].needs_labels], [], [], [])
+
+    def not_planned(self, labelled: bool) -> list[str]:
+        """The configured protocols that do not run on this data, each as ``kind item``."""
+        kept = set(self.planned(labelled).items())
+        return [f"{i.kind} {i.item}" for i in self.items() if i not in kept]
 
     def items(self) -> list[ProtocolItem]:
         """Every protocol stage that runs for a variant, distillation last (it needs its teachers)."""
@@ -199,6 +257,7 @@ class EvalConfig:
     run: RunConfig = field(default_factory=RunConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
@@ -209,7 +268,7 @@ class EvalConfig:
             raise ConfigError(f"'{path}.run.transfer' names {unknown}, which '{path}.transfer.datasets' does not "
                               f"define (defined: {', '.join(self.transfer.datasets) or 'none'})")
         names = self.metric_names()
-        if self.champion_metric not in names:
+        if self.champion_metric not in names:  # with labels; the plan checks it for the data at hand
             raise ConfigError(f"'{path}.champion_metric' {self.champion_metric!r} is not produced by the protocols "
                               f"that run ('{path}.run'); choose one of: {', '.join(names)}")
         for name, d in self.transfer.datasets.items():
@@ -217,17 +276,16 @@ class EvalConfig:
                 raise ConfigError(f"'{path}.transfer.datasets.{name}': transfer targets are prepared in memory; "
                                   "shards are not supported")
 
-    def metric_names(self) -> list[str]:
-        """The metrics the configured protocols write (higher is better for each): what
-        ``champion_metric`` may name and the report's columns."""
+    def metric_names(self, labelled: bool = True) -> list[str]:
+        """The ranking metrics the protocols that run on this data write (higher is better for
+        each): what ``champion_metric`` may name and the report's columns."""
         from csl.evaluate.subsets import fraction_key
 
-        names = ["linear_top1", "knn_top1"]
-        if "clustering" in self.run.probes:
-            names += ["cluster_nmi", "cluster_ari", "cluster_acc"]
-        if "retrieval" in self.run.probes:
-            names += [*(f"recall_at_{k}" for k in self.retrieval.ks), "map_at_r"]
-        names += [f"finetune_{fraction_key(f)}_top1" for f in self.run.finetune]
-        names += [f"distill_{fraction_key(f)}_student_top1" for f in self.run.distill]
-        names += [f"transfer_{t}_{m}" for t in self.run.transfer for m in ("linear_top1", "knn_top1")]
+        run = self.run.planned(labelled)
+        names = ["linear_top1", "knn_top1"] if labelled else []
+        for p in run.probes:
+            names += [m for m in PROBES[p].metrics(self) if m not in PROBES[p].unranked]
+        names += [f"finetune_{fraction_key(f)}_top1" for f in run.finetune]
+        names += [f"distill_{fraction_key(f)}_student_top1" for f in run.distill]
+        names += [f"transfer_{t}_{m}" for t in run.transfer for m in ("linear_top1", "knn_top1")]
         return names

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -39,16 +41,33 @@ def extract_features(
 
 def stream_features(encoder: torch.nn.Module, root: str, size: int, channels: int, mean: list[float],
                     std: list[float], batch_size: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frozen-encoder features of every sample of the shards under ``root``, with their labels."""
-    from csl.data.shards import ShardStream
-
+    """Frozen-encoder features of every sample of the shards under ``root``, with their labels
+    (-1 for shards without labels), in the order of :func:`heldout_stream`."""
     encoder = encoder.to(device).eval()
     m, s = torch.tensor(mean, device=device), torch.tensor(std, device=device)
     feats, labels = [], []
-    stream = ShardStream(root, batch_size, size, channels, buffer=1, drop_last=False,
-                         device=device if device.startswith("cuda") else "cpu")
+    stream = heldout_stream(root, batch_size, size, channels, device)
     with torch.no_grad(), fast_autocast(device):
         for x, y in stream:
             feats.append(encoder(normalize(x.to(device), m, s)).float().cpu())
             labels.append(y)
     return torch.cat(feats), torch.cat(labels)
+
+
+def heldout_stream(root: str, batch_size: int, size: int, channels: int, device: str = "cpu") -> Any:
+    """Every sample of the shards under ``root`` once, in one fixed order, as ``(uint8 images, labels)``
+    batches (the evaluation transform; labels -1 without labels): the order the features are in."""
+    from csl.data.shards import ShardStream, read_index
+
+    class _WithLabels:  # (images, -1 labels) for shards without labels, as for labelled ones
+        def __init__(self, stream: ShardStream) -> None:
+            self.stream = stream
+
+        def __iter__(self) -> Any:
+            for x in self.stream:
+                yield x, torch.full((x.shape[0],), -1, dtype=torch.int64)
+
+    labelled = bool(read_index(root).get("labelled", True))
+    stream = ShardStream(root, batch_size, size, channels, buffer=1, drop_last=False, labels=labelled,
+                         device=device if device.startswith("cuda") else "cpu")
+    return stream if labelled else _WithLabels(stream)

@@ -52,31 +52,48 @@ def retrieval_metrics(queries: torch.Tensor, query_labels: torch.Tensor, databas
     return {**{f"recall_at_{k}": hits[k] / m for k in ks}, "map_at_r": ap_sum / m}
 
 
-def neighbour_grid(query_images: np.ndarray, neighbour_images: np.ndarray, wrong: np.ndarray,
-                   scale: int = 3) -> bytes:
-    """A PNG: one row per query (the query, a gap, then its neighbours), wrong-class neighbours
-    framed in red and right ones in green. ``query_images`` uint8 ``(Q, C, H, W)``,
-    ``neighbour_images`` ``(Q, K, C, H, W)``, ``wrong`` bool ``(Q, K)``."""
+def image_grid(rows: list[np.ndarray], frames: list[np.ndarray] | None = None, gap_after: int | None = None,
+               scale: int = 3) -> bytes:
+    """A PNG of image rows: ``rows[i]`` uint8 ``(K_i, C, H, W)`` (rows may be shorter than the
+    longest: the rest stays blank); ``frames[i]`` ``(K_i, 3)`` uint8 frame colours (None: no
+    frames); ``gap_after``: a gap after that many images of each row (a query apart from its
+    neighbours)."""
     from PIL import Image
 
-    q, k, c, h, w = neighbour_images.shape
+    _, _, h, w = rows[0].shape
     b = 2  # frame width
     cell_h, cell_w = h + 2 * b, w + 2 * b
-    gap = cell_w // 2
-    canvas = np.full((q * (cell_h + 2), cell_w * (k + 1) + gap, 3), 255, dtype=np.uint8)
+    k = max(len(r) for r in rows)
+    gap = cell_w // 2 if gap_after is not None else 0
+    canvas = np.full((len(rows) * (cell_h + 2), cell_w * k + gap, 3), 255, dtype=np.uint8)
 
     def rgb(img: np.ndarray) -> np.ndarray:
         img = img.transpose(1, 2, 0)
         return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[:, :, :3]
 
-    for i in range(q):
+    for i, row in enumerate(rows):
         top = i * (cell_h + 2)
-        canvas[top + b:top + b + h, b:b + w] = rgb(query_images[i])
-        for j in range(k):
-            left = cell_w * (j + 1) + gap
-            canvas[top:top + cell_h, left:left + cell_w] = (220, 30, 30) if wrong[i, j] else (40, 160, 40)
-            canvas[top + b:top + b + h, left + b:left + b + w] = rgb(neighbour_images[i, j])
+        for j, img in enumerate(row):
+            left = cell_w * j + (gap if gap_after is not None and j >= gap_after else 0)
+            if frames is not None:
+                canvas[top:top + cell_h, left:left + cell_w] = frames[i][j]
+            canvas[top + b:top + b + h, left + b:left + b + w] = rgb(img)
     image = Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def neighbour_grid(query_images: np.ndarray, neighbour_images: np.ndarray, wrong: np.ndarray | None,
+                   scale: int = 3) -> bytes:
+    """A PNG: one row per query (the query, a gap, then its neighbours), wrong-class neighbours
+    framed in red and right ones in green (``wrong`` None: no frames, for data without labels).
+    ``query_images`` uint8 ``(Q, C, H, W)``, ``neighbour_images`` ``(Q, K, C, H, W)``, ``wrong``
+    bool ``(Q, K)``."""
+    rows = [np.concatenate([query_images[i:i + 1], neighbour_images[i]]) for i in range(len(query_images))]
+    frames = None
+    if wrong is not None:
+        white = np.array([[255, 255, 255]], dtype=np.uint8)
+        colour = np.where(wrong[..., None], np.array([220, 30, 30], np.uint8), np.array([40, 160, 40], np.uint8))
+        frames = [np.concatenate([white, colour[i]]) for i in range(len(rows))]
+    return image_grid(rows, frames, gap_after=1, scale=scale)

@@ -14,7 +14,7 @@ model so that lineage reaches the pipeline run.
 from typing import Dict, List
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 IMAGE = "ghcr.io/csl-project/csl:latest"  # the Dockerfile's image: csl and its pinned dependencies
 
@@ -83,8 +83,11 @@ def pretrain(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
 
 @dsl.component(base_image=IMAGE)
 def features(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
-             encoder: Input[Model], features: Output[Artifact]) -> None:
-    """``csl features --variant V``: frozen features of the encoder (and a random-init one), once."""
+             encoder: Input[Model], features: Output[Artifact], run: Output[Artifact]) -> None:
+    """``csl features --variant V``: frozen features of the encoder (and a random-init one), once; ``run``:
+    ``runs/V`` so far (pretrain, features) as one artifact for the protocols that follow."""
+    from pathlib import Path
+
     from csl.stages import features as stage
     from csl.stages.workspace import export, step
 
@@ -94,45 +97,28 @@ def features(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id:
     s.put(s.layout.pretrain_dir(v), encoder.path)
     stage.main(s.params, s.project, v)
     export(s.layout.features_dir(v), features.path)
-
-
-@dsl.component(base_image=IMAGE)
-def linear_eval(params_yaml: str, variant: str, tracking_uri: str, pipeline_run_id: str, data: Input[Dataset],
-                encoder: Input[Model], features: Input[Artifact], metrics: Output[Metrics],
-                run: Output[Artifact]) -> float:
-    """``csl linear-eval --variant V`` -> metrics, and ``runs/V`` (pretrain, features, eval) as one artifact."""
-    from pathlib import Path
-
-    from csl.stages import linear_eval as stage
-    from csl.stages.workspace import export, step
-
-    s = step(params_yaml, tracking_uri, pipeline_run_id)
-    v = s.params.variant(variant)
-    s.put(s.layout.data_dir, data.path)
-    s.put(s.layout.pretrain_dir(v), encoder.path)
-    s.put(s.layout.features_dir(v), features.path)
-    values = stage.main(s.params, s.project, v)
-    for k, x in values.items():
-        if isinstance(x, (int, float)):
-            metrics.log_metric(k, float(x))
     export(s.layout.variant_dir(v), run.path)
     run.metadata["variant"] = variant
     Path(run.path, "variant.txt").write_text(variant)
-    return float(values["linear_top1"])
 
 
 @dsl.component(base_image=IMAGE)
 def plan(params_yaml: str, variants: List[str], runs: Input[List[Artifact]], tree: Output[Artifact]) -> List[dict]:
-    """The evaluation protocol items that need only an encoder and its features (params' ``eval.run``:
-    probes, fine-tuning, transfer), one per variant x protocol x fraction/target as DVC fans them out; a
-    single no-op item when none is selected (a loop over nothing cannot be collected by kfp.local).
-    ``tree``: every variant's linear-eval directory under ``runs/`` (one artifact for what follows)."""
+    """The evaluation protocol items that need only an encoder and its features, as DVC fans them out
+    (:mod:`csl.stages.plan`): linear-eval of each variant when the data has labels, then params'
+    ``eval.run`` items that run on this data (probes, fine-tuning, transfer), one per variant x protocol
+    x fraction/target; a label-based protocol on data without labels is no task at all. A single no-op
+    item when none is selected (a loop over nothing cannot be collected by kfp.local). ``tree``: every
+    variant's ``runs/V`` (pretrain, features) under ``runs/`` (one artifact for what follows)."""
+    from csl.stages.protocols import planned
     from csl.stages.workspace import merge_results, step
 
     s = step(params_yaml, variants=list(variants))
     merge_results(tree.path, "", [r.path for r in runs])
-    items = [{"variant": v.name, "kind": i.kind, "item": i.item} for v in s.params.selected
-             for i in s.params.eval.run.items() if i.kind != "distill"]  # distillation: the task after
+    linear = [{"variant": v.name, "kind": "linear", "item": ""} for v in s.params.selected] \
+        if s.params.data.labelled else []
+    items = linear + [{"variant": v.name, "kind": i.kind, "item": i.item} for v in s.params.selected
+                      for i in planned(s.params).items() if i.kind != "distill"]  # distillation: the task after
     return items or [{"variant": "", "kind": "none", "item": ""}]
 
 
@@ -140,9 +126,9 @@ def plan(params_yaml: str, variants: List[str], runs: Input[List[Artifact]], tre
 def evaluate(params_yaml: str, tracking_uri: str, pipeline_run_id: str, item: dict, data: Input[Dataset],
              tree: Input[Artifact], data_repo: str, data_rev: str, allow_unversioned: bool,
              result: Output[Artifact]) -> None:
-    """One protocol item of :func:`plan` (``csl probe | finetune | transfer``) for one variant, with its
-    own MLflow child run -> ``result`` (:func:`csl.stages.workspace.run_protocol`). ``tree``: the variants'
-    linear-eval outputs. A transfer target is fetched from ``data_repo`` at ``data_rev``
+    """One protocol item of :func:`plan` (``csl linear-eval | probe | finetune | transfer``) for one variant,
+    with its own MLflow child run -> ``result`` (:func:`csl.stages.workspace.run_protocol`). ``tree``: the
+    variants' pretraining and features. A transfer target is fetched from ``data_repo`` at ``data_rev``
     (``data/transfer/<name>``, DVC-versioned), or prepared from params with ``allow_unversioned``."""
     from csl.stages.workspace import run_protocol, step
 
@@ -157,13 +143,14 @@ def distill(params_yaml: str, tracking_uri: str, pipeline_run_id: str, variants:
     """Self-distillation (``csl distill``, each variant x fraction of ``eval.run.distill`` its own MLflow
     child run), after the protocols of :func:`plan` (its teachers are their fine-tuned models) ->
     ``merged``: ``tree`` with every protocol's outputs."""
+    from csl.stages.protocols import planned
     from csl.stages.workspace import merge_results, run_protocol, step
 
     merge_results(merged.path, tree.path, [r.path for r in results])
     s = step(params_yaml, tracking_uri, pipeline_run_id, variants=list(variants))
     done = []
     for v in s.params.selected:
-        for f in s.params.eval.run.distill:
+        for f in planned(s.params).distill:
             out = f"{merged.path}.distill-{v.name}-{f}"
             run_protocol(s, {"variant": v.name, "kind": "distill", "item": str(f)}, data.path, merged.path, "", "",
                          False, out)

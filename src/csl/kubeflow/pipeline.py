@@ -1,9 +1,10 @@
 """The csl pipeline for Kubeflow Pipelines: wiring only (the steps are :mod:`csl.kubeflow.components`;
 compiled by ``csl pipeline compile`` to the golden file ``pipelines/csl_pipeline.yaml``).
 
-prepare -> for each variant in parallel: pretrain -> features -> linear-eval; then every evaluation
-protocol item of params' ``eval.run`` that needs only the encoder (variants x probes, fine-tuning
-fractions and transfer targets, as DVC fans them out) in parallel, each its own task; then
+prepare -> for each variant in parallel: pretrain -> features; then every evaluation protocol item
+that needs only the encoder and runs on this data (``csl.stages.plan``: linear-eval of each variant
+when the data has labels, variants x probes, fine-tuning fractions and transfer targets, as DVC fans
+them out; a label-based protocol on data without labels is no task) in parallel, each its own task; then
 distillation (its teachers are the fine-tuned models); then register (champion by
 ``eval.champion_metric``) -> report over all; every stage its own MLflow child run; an exit handler
 (cleanup) runs however the pipeline ends.
@@ -41,7 +42,6 @@ from csl.kubeflow.components import (
     distill,
     evaluate,
     features,
-    linear_eval,
     plan,
     prepare,
     pretrain,
@@ -68,7 +68,7 @@ def _on_cluster(task: dsl.PipelineTask, node_selector: object = None, toleration
     return task
 
 
-@dsl.pipeline(name=NAME, description="Contrastive SSL: prepare, pretrain, linear-eval and register each "
+@dsl.pipeline(name=NAME, description="Contrastive SSL: prepare, pretrain, evaluate and register each "
                                      "variant, report all")
 def csl_pipeline(params_yaml: str, variants: List[str], data_repo: str = "", data_rev: str = "HEAD",
                  allow_unversioned: bool = False, tracking_uri: str = "", launcher: str = "local",
@@ -90,9 +90,7 @@ def csl_pipeline(params_yaml: str, variants: List[str], data_repo: str = "", dat
                               node_selector, tolerations)
             feat = _on_cluster(features(**common, variant=variant, data=data, encoder=pre.outputs["encoder"]),
                                node_selector, tolerations)
-            ev = _on_cluster(linear_eval(**common, variant=variant, data=data, encoder=pre.outputs["encoder"],
-                                         features=feat.outputs["features"]), node_selector, tolerations)
-        todo = plan(params_yaml=params_yaml, variants=variants, runs=dsl.Collected(ev.outputs["run"]))
+        todo = plan(params_yaml=params_yaml, variants=variants, runs=dsl.Collected(feat.outputs["run"]))
         with dsl.ParallelFor(todo.outputs["Output"]) as item:
             evaluated = _on_cluster(evaluate(**common, item=item, data=data, tree=todo.outputs["tree"],
                                              data_repo=data_repo, data_rev=data_rev,

@@ -132,6 +132,17 @@ def _build_imix(cfg: IMixLossConfig) -> Callable[..., torch.Tensor]:
 
 
 @dataclass(frozen=True)
+class NegativeCosineConfig:
+    """``stop_gradient: false`` is SimSiam's ablation (Chen & He 2021, Sec. 4.1, Fig. 2): it collapses."""
+
+    stop_gradient: bool = True
+
+
+def _build_negative_cosine(cfg: NegativeCosineConfig) -> Callable[..., torch.Tensor]:
+    return lambda p, z: negative_cosine(p, z, stop_gradient=cfg.stop_gradient)
+
+
+@dataclass(frozen=True)
 class NoLossParams:
     """This loss takes no parameters."""
 
@@ -249,7 +260,7 @@ LOSSES: dict[str, Entry] = {
                         kind="mixed_instance"),
     "byol": Entry(NoLossParams, lambda cfg: byol_loss, "BYOL's normalized MSE, 2 - 2 cos(p, sg(z))",
                   kind="predictive"),
-    "negative_cosine": Entry(NoLossParams, lambda cfg: negative_cosine, "SimSiam's -cos(p, sg(z))",
+    "negative_cosine": Entry(NegativeCosineConfig, _build_negative_cosine, "SimSiam's -cos(p, sg(z))",
                              kind="predictive"),
     "barlow_twins": Entry(BarlowTwinsConfig, _build_barlow, "Barlow Twins' cross-correlation loss",
                           kind="redundancy"),

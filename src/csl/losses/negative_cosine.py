@@ -6,17 +6,19 @@ import torch
 import torch.nn.functional as F
 
 
-def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def negative_cosine(p: torch.Tensor, z: torch.Tensor, stop_gradient: bool = True) -> torch.Tensor:
     r"""SimSiam's :math:`\mathcal{D}(p, z) = -\frac{p}{\|p\|_2} \cdot \frac{z}{\|z\|_2}` with
     ``stopgrad(z)`` (Chen & He, 2021, arXiv 2011.10566, Eq. 1 and 3), averaged over the batch.
 
     The symmetric loss is ``0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)``.
-    No gradient reaches ``z``.
+    No gradient reaches ``z``, unless ``stop_gradient`` is False: the paper's ablation (Sec. 4.1,
+    Fig. 2), with which the encoder collapses to a constant within a few epochs.
 
     Args:
         p: ``(N, D)`` predictor outputs; z: ``(N, D)`` projections of the other view.
     """
-    return -F.cosine_similarity(p.float(), z.detach().float(), dim=1).mean()
+    target = z.detach() if stop_gradient else z
+    return -F.cosine_similarity(p.float(), target.float(), dim=1).mean()
 
 
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

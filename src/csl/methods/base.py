@@ -13,7 +13,8 @@ Per step, in order::
     (optimizer step)
     after_step(step, total_steps) -> {name: value}    # EMA targets; values are logged
 
-Before training ``check_dataset(n_train, labelled)``; between epochs, when
+Before training ``check_dataset(n_train, labelled)``; after each epoch the health check embeds
+held-out images with ``health_embedding(x)``; between epochs, when
 ``wants_features(epoch)`` is true, ``on_epoch_features(epoch, features)`` with the features of the
 whole training set (:mod:`csl.train.features`: eval mode, batched, on the training device; under
 DDP each rank computes its share and the shares are gathered, so every rank receives the same
@@ -113,6 +114,13 @@ class Method(nn.Module):
     def feature_net(self, x: torch.Tensor) -> torch.Tensor:
         """The features that ``on_epoch_features`` receives, of normalized float images ``x``;
         by default the encoder's. Called in eval mode under ``torch.no_grad``."""
+        return self.encoder(x)
+
+    def health_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding the online health check and collapse guard measure (:mod:`csl.train.health`),
+        of normalized float images ``x``: the encoder's by default. A method whose collapse shows
+        first in its projection (SimSiam: Chen & He 2021, Fig. 2 measures the projector's output)
+        returns that. Called in eval mode under ``torch.no_grad``."""
         return self.encoder(x)
 
     def on_epoch_features(self, epoch: int, features: torch.Tensor) -> None:

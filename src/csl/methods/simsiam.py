@@ -47,5 +47,10 @@ class SimSiam(Method):
         return {"loss": loss}  # type: ignore[dict-item]
 
 
+    def health_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The projector's output ``z``: what collapses without the stop-gradient (Fig. 2)."""
+        return self.projector(self.encoder(x))
+
+
 def build_simsiam(cfg: SimSiamConfig, parts: Parts, channels_last: bool) -> SimSiam:
     return SimSiam(cfg, parts.augment, parts.encoder, parts.extract, parts.loss, channels_last)

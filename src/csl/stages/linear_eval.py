@@ -25,6 +25,12 @@ def linear_eval(params: Params, variant: Variant, project: Path) -> dict[str, An
     cfg = params.eval
     fdir = layout.features_dir(variant)
     c = len(read_meta(fdir)["classes"])
+    if c < 2:
+        from csl.errors import ConfigError
+
+        raise ConfigError(f"linear-eval needs labels, and {read_meta(fdir)['dataset']} has none: it is not planned for "
+                          "this data (csl run leaves it out); the label-free probes (rankme, alignment, dim_std, "
+                          "gallery) evaluate an encoder without labels")
     trained = read_features(fdir)
     assert trained is not None
     metrics: dict[str, Any] = dict(frozen_metrics(trained, c, cfg))

@@ -48,7 +48,7 @@ def pretrain(params: Params, variant: Variant, project: Path, sink: MetricSink |
     code = fingerprint()
     ckpt = layout.checkpoint_dir(variant, data.meta["content_hash"], code)
     remote = layout.remote_checkpoint_dir(variant, data.meta["content_hash"], code)
-    result = fit(variant.config, data, ckpt, sink, remote_ckpt=remote)
+    result = fit(variant.config, data, ckpt, sink, remote_ckpt=remote, health=params.health)
     resumed = result.summary["resumed_from"]  # project-relative: the same in every clone
     result.summary.update({"code_fingerprint": code, "checkpoint_dir": ckpt.relative_to(project).as_posix(),
                            "resumed_from": Path(resumed).resolve().relative_to(project.resolve()).as_posix()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from csl.errors import CslError
+from csl.evaluate.config import RunConfig
 from csl.params import Params, Variant
 from csl.stages.layout import Layout
 
@@ -15,15 +16,21 @@ from csl.stages.layout import Layout
 def protocol_files(params: Params, layout: Layout, variant: Variant) -> dict[str, Path]:
     """The metrics file of every protocol that runs (``eval.run``), by the command that writes it."""
     v = variant.name
-    files = {f"csl linear-eval --variant {v}": layout.eval_dir(variant) / "metrics.json"}
+    files = {f"csl linear-eval --variant {v}": layout.eval_dir(variant) / "metrics.json"} if params.data.labelled \
+        else {}
     files.update({f"csl {i.kind} --variant {v} {i.option} {i.item}": layout.item_dir(variant, i) / "metrics.json"
-                  for i in params.eval.run.items()})
+                  for i in planned(params).items()})
     return files
+
+
+def planned(params: Params) -> RunConfig:
+    """The protocols of ``eval.run`` that run on this data (:mod:`csl.stages.plan`)."""
+    return params.eval.run.planned(params.data.labelled)
 
 
 def protocol_stages(params: Params) -> tuple[str, ...]:
     """The MLflow stage names of the protocols that run (each its own child run)."""
-    return tuple(i.stage for i in params.eval.run.items())
+    return tuple(i.stage for i in planned(params).items())
 
 
 def evaluation_metrics(params: Params, layout: Layout, variant: Variant) -> dict[str, Any]:

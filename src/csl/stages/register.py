@@ -40,7 +40,8 @@ def input_example(data: csl_data.Prepared) -> Any:
         from csl.data.shards import ShardStream
 
         meta = data.meta
-        x, _ = next(iter(ShardStream(data.test.root, 4, int(meta["shape"][1]), int(meta["shape"][0]), buffer=1)))
+        x = next(iter(ShardStream(data.test.root, 4, int(meta["shape"][1]), int(meta["shape"][0]), buffer=1,
+                                  labels=False, drop_last=False)))
         return x.numpy()
     return data.test.images[:4]
 

@@ -15,7 +15,8 @@ from csl.report import plots
 from csl.report.render import html_page, markdown
 from csl.stages.layout import PREPARED, Layout
 from csl.evaluate.subsets import fraction_key
-from csl.stages.protocols import evaluation_metrics
+from csl.stages.plan import describe
+from csl.stages.protocols import evaluation_metrics, planned
 
 
 def _read_json(path: Path) -> Any:
@@ -43,7 +44,10 @@ def metric_label(name: str) -> str:
     import re
 
     fixed = {"cluster_nmi": "clustering NMI", "cluster_ari": "clustering ARI",
-             "cluster_acc": "clustering accuracy (Hungarian)", "map_at_r": "mAP@R"}
+             "cluster_acc": "clustering accuracy (Hungarian)", "map_at_r": "mAP@R", "linear_top1": "linear top-1",
+             "knn_top1": "kNN top-1", "rankme": "RankMe (effective rank)",
+             "alignment": "alignment (lower is better)", "uniformity": "uniformity (lower is better)",
+             "dim_std": "per-dimension std (l2-normalised)", "std_ratio": "per-dimension std x sqrt(d) (1: spread)"}
     if name in fixed:
         return fixed[name]
     if m := re.fullmatch(r"recall_at_(\d+)", name):
@@ -57,23 +61,44 @@ def metric_label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def protocol_columns(params: Params) -> list[tuple[str, str, str]]:
-    """A column per metric of the protocols that run beyond linear/kNN, each beside its baseline."""
-    cols = [("variant", "variant", "{}")]
-    for name in params.eval.metric_names()[2:]:
-        fmt = "{:.3f}" if name in ("cluster_nmi", "cluster_ari") else "{:.2%}"
-        cols.append((name, metric_label(name), fmt))
-        if name.startswith("distill_") and name.endswith("_student_top1"):
-            teacher = name.replace("_student_", "_teacher_")
-            cols.append((teacher, metric_label(teacher), fmt))
-        elif not name.startswith("distill_"):
-            cols.append((f"random_{name}", f"{metric_label(name)} (random init)", fmt))
-    return cols
+FORMATS = {"cluster_nmi": "{:.3f}", "cluster_ari": "{:.3f}", "rankme": "{:.1f}", "alignment": "{:.3f}",
+           "uniformity": "{:.3f}", "dim_std": "{:.4f}", "std_ratio": "{:.2f}"}
+
+
+def protocol_metrics(params: Params) -> list[tuple[str, str]]:
+    """``(protocol, metric)`` of every metric the protocols that run on this data write, in order."""
+    from csl.evaluate.config import PROBES
+
+    run = planned(params)
+    out = [("linear-eval", m) for m in ("linear_top1", "knn_top1")] if params.data.labelled else []
+    out += [(p, m) for p in run.probes for m in PROBES[p].metrics(params.eval)]
+    out += [(f"finetune {f}", f"finetune_{fraction_key(f)}_top1") for f in run.finetune]
+    out += [(f"distill {f}", f"distill_{fraction_key(f)}_{w}_top1") for f in run.distill for w in ("student", "teacher")]
+    out += [(f"transfer {t}", f"transfer_{t}_{m}_top1") for t in run.transfer for m in ("linear", "knn")]
+    return out
+
+
+EVAL_COLUMNS = [("variant", "variant", "{}"), ("protocol", "protocol", "{}"), ("label", "metric", "{}"),
+                ("value", "encoder", "{}"), ("random", "random init", "{}")]
+
+
+def evaluation_rows(params: Params, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evaluation table in long form: one row per variant and metric, the trained encoder beside
+    the same architecture from random init (readable whatever the number of protocols)."""
+    out = []
+    for r in rows:
+        for protocol, name in protocol_metrics(params):
+            fmt = FORMATS.get(name, "{:.2%}")
+            value, rand = r.get(name), r.get(f"random_{name}")
+            out.append({"variant": r["variant"], "protocol": protocol, "label": metric_label(name),
+                        "value": "–" if value is None else fmt.format(value),
+                        "random": "–" if rand is None else fmt.format(rand)})
+    return out
 
 
 def protocol_charts(params: Params) -> list[tuple[str, str, list[tuple[str, str]], str, float]]:
     """(title, file, series, y label, scale) of one chart per protocol that runs."""
-    run, charts = params.eval.run, []
+    run, charts = planned(params), []
     def pair(name: str) -> list[tuple[str, str]]:
         return [(name, metric_label(name)), (f"random_{name}", f"{metric_label(name)} (random init)")]
     if "clustering" in run.probes:
@@ -83,6 +108,10 @@ def protocol_charts(params: Params) -> list[tuple[str, str, list[tuple[str, str]
         names = [*(f"recall_at_{k}" for k in params.eval.retrieval.ks), "map_at_r"]
         charts.append(("Retrieval: test queries, training database (cosine)", "retrieval.png",
                        [s for n in names for s in pair(n)], "%", 100.0))
+    free = [n for p in ("rankme", "dim_std") if p in run.probes for n in (("rankme",) if p == "rankme" else ("std_ratio",))]
+    if free:
+        charts.append(("Label-free health of the held-out embeddings (RankMe; std x sqrt(d))", "label_free.png",
+                       [s for n in free for s in pair(n)], "value", 1.0))
     if run.finetune:
         names = [f"finetune_{fraction_key(f)}_top1" for f in run.finetune]
         charts.append(("Few-label fine-tuning vs the same architecture from random init", "finetune.png",
@@ -101,6 +130,7 @@ def protocol_charts(params: Params) -> list[tuple[str, str, list[tuple[str, str]
 
 REGISTRY_COLUMNS = [
     ("name", "registered model", "{}"), ("version", "version", "{}"), ("alias", "alias", "{}"),
+    ("champion_metric", "ranked by", "{}"), ("champion_value", "its value", "{:.4g}"),
     ("linear_top1", "linear top-1", "{:.2%}"), ("knn_top1", "kNN top-1", "{:.2%}"),
     ("data_md5", "data (DVC md5)", "{:.12}"), ("commit", "code commit", "{:.10}"),
     ("pipeline_run", "pipeline run", "{:.12}"), ("decision", "champion decision", "{}"),
@@ -114,7 +144,7 @@ def registry_table(dataset: str) -> list[dict[str, Any]]:
 
     rows = model_registry.listing(model_registry.dataset_prefix(dataset))
     for r in rows:
-        for k in ("linear_top1", "knn_top1"):
+        for k in ("linear_top1", "knn_top1", "champion_value"):
             r[k] = float(r[k]) if r[k] else None
     return sorted(rows, key=lambda r: (r["created"], r["name"]))
 
@@ -125,40 +155,52 @@ def report(params: Params, project: Path, lineage: list[str] | None = None,
     layout = Layout(project, params)
     meta = csl_data.read_meta(layout.prepared)
     rows, histories = collect(params, project)
+    run = planned(params)
     with atomic_dir(layout.reports) as tmp:
-        figures = [("Pretraining loss", "loss_curves.png"), ("Test top-1 accuracy", "accuracy.png")]
+        figures = [("Pretraining loss", "loss_curves.png")]
         plots.loss_curves(histories, tmp / "loss_curves.png")
-        plots.accuracy_chart(rows, tmp / "accuracy.png")
-        for v in params.selected:
-            m = np.load(layout.eval_dir(v) / "embedding_map.npz")
-            file = f"map_{v.name}.png"
-            plots.embedding_map_plot(m["xy"], m["labels"], meta["classes"],
-                                     f"{v.name}: {params.eval.map.method} of {len(m['labels'])} test embeddings",
-                                     tmp / file)
-            figures.append((f"2-D map of test embeddings: {v.name}", file))
+        if params.data.labelled:
+            figures.append(("Test top-1 accuracy", "accuracy.png"))
+            plots.accuracy_chart(rows, tmp / "accuracy.png")
+            for v in params.selected:
+                m = np.load(layout.eval_dir(v) / "embedding_map.npz")
+                file = f"map_{v.name}.png"
+                plots.embedding_map_plot(m["xy"], m["labels"], meta["classes"],
+                                         f"{v.name}: {params.eval.map.method} of {len(m['labels'])} test embeddings",
+                                         tmp / file)
+                figures.append((f"2-D map of test embeddings: {v.name}", file))
         for title, file, series, ylabel, scale in protocol_charts(params):
             plots.metric_chart(rows, series, title, ylabel, tmp / file, scale)
             figures.append((title, file))
+        pictures = [("retrieval", "grid.png", "Retrieval, {v}: test queries (left) and their nearest training "
+                                               "images; red frame = another class"),
+                    ("gallery", "clusters.png", "{v}: k-means clusters of the held-out images, one row each "
+                                                "(biggest first), the images nearest the centre"),
+                    ("gallery", "neighbours.png", "{v}: held-out queries (left) and their nearest held-out images"),
+                    ("gallery", "map.png", "{v}: held-out embeddings, coloured by k-means cluster")]
         for v in params.selected:
-            grid = layout.protocol_dir(v, "retrieval") / "grid.png"
-            if "retrieval" in params.eval.run.probes and grid.is_file():
-                file = f"retrieval_{v.name}.png"
-                (tmp / file).write_bytes(grid.read_bytes())
-                figures.append((f"Retrieval, {v.name}: test queries (left) and their 5 nearest training images; "
-                                "red frame = another class", file))
+            for protocol, name, caption in pictures:
+                src = layout.protocol_dir(v, protocol) / name
+                if protocol in run.probes and src.is_file():
+                    file = f"{protocol}_{name.removesuffix('.png')}_{v.name}.png"
+                    (tmp / file).write_bytes(src.read_bytes())
+                    figures.append((caption.format(v=v.name), file))
         title = f"csl report: {meta['name']}"
         notes = [
-            f"Dataset {meta['name']} ({meta['num_train']} train / {meta['num_test']} test, shape {meta['shape']}), "
-            f"content hash {meta['content_hash'][:12]}.",
-            f"Evaluation protocol {params.eval.linear.epochs}-epoch linear probe on frozen standardized features; "
-            f"weighted kNN k={params.eval.knn.k}, T={params.eval.knn.temperature}. Random init = same "
-            "architecture, untrained.",
+            f"Dataset {meta['name']} ({meta['num_train']} train / {meta['num_test']} held out, shape "
+            f"{meta['shape']}{', no labels' if not params.data.labelled else ''}), content hash "
+            f"{meta['content_hash'][:12]}.",
+            *([f"Evaluation protocol {params.eval.linear.epochs}-epoch linear probe on frozen standardized features; "
+               f"weighted kNN k={params.eval.knn.k}, T={params.eval.knn.temperature}."] if params.data.labelled else []),
+            "Random init = the same architecture, untrained.",
+            f"Ran: {', '.join(['linear-eval'] * params.data.labelled + [f'{i.kind} {i.item}' for i in run.items()])}.",
+            *[line[0].upper() + line[1:] + "." for line in describe(params)],
             f"Champion rule: the registry's 'champion' alias ranks encoders by {params.eval.champion_metric} "
             f"({metric_label(params.eval.champion_metric)}) on the same dataset version.",
             *(lineage or []),
         ]
-        tables = [("Evaluation protocols (each beside the same architecture from random init)",
-                   protocol_columns(params), rows)] if len(protocol_columns(params)) > 1 else []
+        tables = [("Evaluation (each metric beside the same architecture from random init)", EVAL_COLUMNS,
+                   evaluation_rows(params, rows))]
         tables += [("Registered encoders across pipeline runs", REGISTRY_COLUMNS, registry)] if registry else []
         (tmp / "report.md").write_text(markdown(title, rows, figures, notes, tables))
         (tmp / "report.html").write_text(html_page(title, rows, figures, notes, tmp, tables))
@@ -180,7 +222,7 @@ def main(params: Params, project: Path) -> None:
                    f"Prepared data: DVC md5 {md5 or 'not yet recorded in dvc.lock'}. "
                    f"MLflow store: {tracking.tracking_uri(project)}, experiment '{params.tracking.experiment}'."]
         rows = report(params, project, lineage, registry_table(csl_data.read_meta(layout.prepared)["name"]))
-        summary = {f"{r['variant']}.{k}": r[k] for r in rows for k in ("linear_top1", "knn_top1") if k in r}
+        summary = {f"{r['variant']}.{k}": r[k] for r in rows for k in ("linear_top1", "knn_top1", "rankme") if k in r}
         rec.metrics(summary)
         rec.artifact(layout.reports, "report")
     # a Kubeflow run's parent run gets the report and ends here ('csl run' ends its own)

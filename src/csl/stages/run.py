@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 from csl.errors import CslError
 from csl.io import atomic_write_text
 from csl.params import Params, load_params
+from csl.stages import plan
 from csl.stages.layout import REPORTS, Layout
 from csl.stages.register import check_registrations
 
@@ -71,11 +72,19 @@ def headline(project: Path, params: Params) -> str:
     lines = []
     if summary.is_file():
         rows = json.loads(summary.read_text())
-        lines.append(f"{'variant':<24}{'linear':>9}{'(random)':>10}{'kNN':>9}{'(random)':>10}{'img/s':>9}")
-        for r in rows:
-            lines.append(f"{r['variant']:<24}{r['linear_top1']:>9.2%}{r.get('random_linear_top1', float('nan')):>10.2%}"
-                         f"{r['knn_top1']:>9.2%}{r.get('random_knn_top1', float('nan')):>10.2%}"
-                         f"{r.get('images_per_s') or 0:>9.0f}")
+        if params.data.labelled:
+            lines.append(f"{'variant':<24}{'linear':>9}{'(random)':>10}{'kNN':>9}{'(random)':>10}{'img/s':>9}")
+            for r in rows:
+                lines.append(f"{r['variant']:<24}{r['linear_top1']:>9.2%}"
+                             f"{r.get('random_linear_top1', float('nan')):>10.2%}{r['knn_top1']:>9.2%}"
+                             f"{r.get('random_knn_top1', float('nan')):>10.2%}{r.get('images_per_s') or 0:>9.0f}")
+        else:  # no labels: the label-free measures that ran, each beside its random-init value
+            names = [n for n in ("rankme", "uniformity", "alignment", "std_ratio") if n in rows[0]]
+            lines.append(f"{'variant':<24}" + "".join(f"{n:>12}{'(random)':>10}" for n in names) + f"{'img/s':>9}")
+            for r in rows:
+                lines.append(f"{r['variant']:<24}" + "".join(
+                    f"{r[n]:>12.3f}{r.get('random_' + n, float('nan')):>10.3f}" for n in names)
+                    + f"{r.get('images_per_s') or 0:>9.0f}")
     uri = tracking.tracking_uri(project)
     lines.extend(registrations(project, params))
     lines.append(f"report:       {project / REPORTS / 'report.html'} (Markdown: report.md)")
@@ -137,6 +146,8 @@ def check_param_keys(params_path: Path, dvc_yaml: Path | None = None) -> None:
     raw = yaml.safe_load(params_path.read_text()) or {}
     missing = []
     for key in required_keys(dvc_yaml):
+        if key.startswith("plan."):  # plan.yaml's, written from params.yaml (csl.stages.plan)
+            continue
         node = raw
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) and part in node else _MISSING
@@ -159,6 +170,10 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
     check_param_keys(params_path)
     if overrides:
         write_overrides(params_path, overrides)
+    if plan.write(project, params):
+        print(f"wrote {project / plan.PLAN} (the stages DVC plans for this data)", flush=True)
+    for line in plan.describe(params):
+        print(line, flush=True)
     dvc = dvc_command()
     tracking.open_experiment(project, params.tracking.experiment)  # ends the runs of killed invocations
     for line in check_registrations(params, project):  # the store is external state: DVC cannot see it
@@ -187,7 +202,7 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
         summary = reports / "summary.json"
         if summary.is_file():
             for r in json.loads(summary.read_text()):
-                names = params.eval.metric_names()
+                names = params.eval.metric_names(params.data.labelled)
                 parent.metrics({f"{r['variant']}.{k}": r[k] for k in [*names, *(f"random_{n}" for n in names)]
                                 if isinstance(r.get(k), (int, float))})
     print(headline(project, params))

@@ -72,8 +72,8 @@ def run_protocol(s: Step, item: dict[str, str], data: str, tree: str, data_repo:
     """A Kubeflow step's protocol item (``{"variant", "kind", "item"}``): put the data and the variant's
     outputs so far (``tree``, :func:`merge_results`) in place, run the stage's entry point (``csl probe |
     finetune | distill | transfer``), export ``result/out`` (the protocol's output directory) and
-    ``result/path.txt`` (its project-relative path)."""
-    from csl.stages import distill, finetune, probe, transfer
+    ``result/path.txt`` (its project-relative path). Kind ``linear``: ``csl linear-eval`` (its item is "")."""
+    from csl.stages import distill, finetune, linear_eval, probe, transfer
     from csl.stages import prepare as prep
 
     if item["kind"] == "none":  # nothing selected: the loop's single no-op item
@@ -83,6 +83,12 @@ def run_protocol(s: Step, item: dict[str, str], data: str, tree: str, data_repo:
     v = s.params.variant(item["variant"])
     s.put(s.layout.data_dir, data)
     s.put_variant(v, tree)
+    if item["kind"] == "linear":  # linear-eval writes eval/ itself (metrics.json, the map); probes go below it
+        linear_eval.main(s.params, s.project, v)
+        out = s.layout.eval_dir(v)
+        export(out, str(Path(result, "out")))
+        Path(result, "path.txt").write_text(out.relative_to(s.project).as_posix())
+        return out
     todo = ProtocolItem(item["kind"], item["item"])
     name = todo.item
     if todo.kind == "probe":

@@ -239,7 +239,10 @@ def listing(prefix: str = f"{PREFIX}-") -> list[dict[str, Any]]:
             t = mv.tags
             rows.append({"name": rm.name, "version": str(mv.version), "alias": ",".join(aliases.get(str(mv.version), [])),
                          "variant": t.get("csl.variant", ""), "linear_top1": t.get("csl.metrics.linear_top1", ""),
-                         "knn_top1": t.get("csl.metrics.knn_top1", ""), "data_md5": t.get("csl.data.dvc_md5", ""),
+                         "knn_top1": t.get("csl.metrics.knn_top1", ""),
+                         "champion_metric": t.get("csl.champion_metric", ""),
+                         "champion_value": t.get(f"csl.metrics.{t.get('csl.champion_metric', 'linear_top1')}", ""),
+                         "data_md5": t.get("csl.data.dvc_md5", ""),
                          "commit": t.get("csl.git_commit", "")[:10], "pipeline_run": t.get("csl.pipeline_run_id", ""),
                          "decision": t.get("csl.champion_decision", ""), "created": int(mv.creation_timestamp or 0)})
     return rows

@@ -52,3 +52,40 @@ class TrainConfig:
             raise ConfigError(f"'{path}.limit_train_batches' must be >= 1 or null")
         if self.gradient_clip is not None and self.gradient_clip <= 0:
             raise ConfigError(f"'{path}.gradient_clip' must be > 0 or null (no clipping), got {self.gradient_clip}")
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """The online health check of pretraining (``health`` in params.yaml): the label-free measures
+    (:mod:`csl.evaluate.label_free`) of the encoder on a fixed batch of ``samples`` held-out
+    images, at the end of every epoch and, with ``every_steps``, every that many steps; logged to
+    MLflow (``health/rankme`` ...) and shown in the epoch's progress line.
+
+    The collapse guard stops the run (:class:`~csl.errors.CollapseError`, exit 2, the stage's
+    MLflow run FAILED naming the measure) when ``patience`` consecutive checks find the embeddings
+    collapsed: RankMe below ``rankme_min`` or the per-dimension std of the l2-normalised
+    embeddings times ``sqrt(d)`` below ``std_ratio_min``. The defaults:
+
+    - ``rankme_min: 1.5``: a complete collapse (every image one point, or on one line) has an
+      effective rank of 1 (Garrido et al. 2023, Eq. 1); any encoder that still separates images
+      along two directions is above 1.5. A random-init small CNN measures 4 to 9 here, trained
+      SimCLR tens (the report's ``rankme``).
+    - ``std_ratio_min: 0.02``: SimSiam Sec. 4.1 (Fig. 2) shows the std of collapsed outputs at
+      0 and that of working ones near ``1/sqrt(d)`` (ratio 1); a random-init encoder measures
+      about 0.3, so 0.02 is 15x below an untrained network.
+    - ``patience: 3``: one low check can be a transient early in training (warm-up); three in a row
+      are not, and stop a collapsed cloud job within three epochs (or ``3 x every_steps`` steps).
+
+    ``enabled: false`` turns the check (and the guard) off.
+    """
+
+    enabled: bool = True
+    samples: int = 512
+    every_steps: int | None = None
+    rankme_min: float = 1.5
+    std_ratio_min: float = 0.02
+    patience: int = 3
+
+    def validate(self, path: str) -> None:
+        if self.samples < 2 or self.patience < 1 or (self.every_steps is not None and self.every_steps < 1):
+            raise ConfigError(f"'{path}': samples must be >= 2, patience >= 1 and every_steps null or >= 1")

@@ -26,6 +26,8 @@ from csl.train.compile import compile_networks
 from csl.train.finite import FiniteLossGuard
 from csl.train.data import EpochSetter, train_loader, train_stream_loader
 from csl.train.features import EpochFeatures
+from csl.train.config import HealthConfig
+from csl.train.health import HealthMonitor, heldout_batch
 from csl.train.history import EpochHistory, MetricSink
 from csl.train.module import LOG_EVERY_N_STEPS, PretrainModule
 from csl.train.progress import StepProgressBar
@@ -51,13 +53,15 @@ def _quiet_lightning() -> None:
 
 
 def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | None = None,
-        extra_callbacks: list[L.Callback] | None = None, remote_ckpt: str | None = None) -> FitResult:
+        extra_callbacks: list[L.Callback] | None = None, remote_ckpt: str | None = None,
+        health: HealthConfig | None = None) -> FitResult:
     """Train ``cfg`` on ``data.train``; resume from ``ckpt_dir/last.ckpt`` when present (or from
     ``prev.ckpt`` when the last one is unreadable).
 
     A checkpoint is written (atomically) after every epoch. With ``remote_ckpt``
     (``s3://...``) it is also uploaded there, and the remote pair, when present, is fetched
     before training and resumed from. ``extra_callbacks`` are added to the trainer's own.
+    ``health``: the online health check and collapse guard (:mod:`csl.train.health`) on held-out images.
     """
     _quiet_lightning()
     t = cfg.train
@@ -91,9 +95,12 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
         total_steps=steps_per_epoch * t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
         gradient_clip=t.gradient_clip,
     )
-    history = EpochHistory(global_batch, sink)
+    monitor = HealthMonitor(health, heldout_batch(data, health.samples), list(data.meta["mean"]),
+                            list(data.meta["std"]), sink) if health is not None and health.enabled else None
+    history = EpochHistory(global_batch, sink, monitor.epoch_values if monitor is not None else None)
     callbacks: list[L.Callback] = [
         FiniteLossGuard(),  # first: a diverged epoch is refused before it is recorded or saved
+        *([monitor] if monitor is not None else []),  # before the history: the epoch's row shows it
         history,  # before the checkpoint, so that the saved history includes this epoch
         EpochCheckpoint(ckpt_dir, remote_ckpt),
         *(extra_callbacks or []),

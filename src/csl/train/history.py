@@ -19,9 +19,11 @@ def _duration(seconds: float) -> str:
 class EpochHistory(L.Callback):
     """Records one row per epoch and passes it to ``sink(metrics, epoch)`` on rank 0."""
 
-    def __init__(self, global_batch: int, sink: MetricSink | None = None) -> None:
+    def __init__(self, global_batch: int, sink: MetricSink | None = None,
+                 extras: Callable[[], dict[str, float]] | None = None) -> None:
         self.global_batch = global_batch
         self.sink = sink
+        self.extras = extras  # more of this epoch's values (the health check's), joined into the row
         self.rows: list[dict[str, float]] = []
         self._t0 = 0.0
         self._b0 = 0
@@ -40,11 +42,15 @@ class EpochHistory(L.Callback):
             "epoch_seconds": seconds,
             "images_per_s": steps * self.global_batch / seconds if seconds > 0 else 0.0,
         }
+        extra = self.extras() if self.extras is not None else {}
+        row.update(extra)
         self.rows.append(row)
         done = trainer.current_epoch + 1
         left = (trainer.max_epochs or done) - done
+        shown = "".join(f", {k.split('/')[-1]} {v:.3g}" for k, v in extra.items()
+                        if k.split("/")[-1] in ("rankme", "std_ratio"))
         pl_module.print(
-            f"epoch {done}/{trainer.max_epochs}: loss {row['loss']:.4f}, {row['images_per_s']:.0f} images/s, "
+            f"epoch {done}/{trainer.max_epochs}: loss {row['loss']:.4f}{shown}, {row['images_per_s']:.0f} images/s, "
             f"{seconds:.0f} s/epoch, about {_duration(left * seconds)} left",
         )  # (through the progress bar when there is one: tqdm.write takes no flush argument)
         sys.stdout.flush()  # one line per epoch, visible at once in piped and pod logs
