@@ -77,6 +77,7 @@ def tiny_params(data_dir: Path, variants: dict[str, dict] | None = None) -> dict
         "eval": {"batch_size": 256, "random_baseline": True, "seed": 0,
                  "clustering": {"restarts": 2, "iterations": 20}, "retrieval": {"ks": [1, 5]},
                  "finetune": {"epochs": 1, "batch_size": 64}, "distill": {"epochs": 1},
+                 "gallery": {"clusters": 4, "per_cluster": 4, "queries": 4, "neighbours": 3},
                  "transfer": {"datasets": {}},
                  "linear": {"epochs": 5, "batch_size": 128, "lr": 1e-2},
                  "knn": {"k": 20, "temperature": 0.1}, "map": {"method": "pca", "points": 100},

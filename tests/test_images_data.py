@@ -248,3 +248,69 @@ def test_unlabeled_shards_refuse_a_request_for_labels(tmp_path: Path) -> None:
     data = load_prepared(write_collection(tmp_path / "photos", 12)[0].parent, tmp_path / "p")
     with pytest.raises(DataError, match="have no labels"):
         ShardStream(data.train.root, 4, 32, 3, labels=True)
+
+
+def test_crop_box_has_torchvision_random_resized_crop_distribution() -> None:
+    """The loader's pure-Python draw against ``RandomResizedCrop.get_params`` on the same image: the
+    same mean area fraction, log aspect ratio and position (20,000 draws each), and the same
+    centre-crop fallback where no try fits."""
+    import math
+    import random
+
+    from torchvision.transforms import RandomResizedCrop
+
+    from csl.augment.native import ViewCrop, crop_box
+
+    c = ViewCrop(32, (0.08, 1.0), (3 / 4, 4 / 3))
+    img = torch.zeros(3, 60, 90)
+    g = random.Random(0)
+    torch.manual_seed(0)
+    ours = np.array([crop_box(60, 90, c, g) for _ in range(20000)], dtype=np.float64)
+    ref = np.array([RandomResizedCrop.get_params(img, list(c.scale), list(c.ratio)) for _ in range(20000)],
+                   dtype=np.float64)  # (top, left, h, w) both
+    for a in (ours, ref):
+        assert ((a[:, 0] + a[:, 2] <= 60) & (a[:, 1] + a[:, 3] <= 90)).all()
+    stats = lambda a: (np.mean(a[:, 2] * a[:, 3] / 5400), np.mean(np.log(a[:, 3] / a[:, 2])),  # noqa: E731
+                       np.mean(a[:, 0]), np.mean(a[:, 1]))
+    for x, y in zip(stats(ours), stats(ref)):
+        assert abs(x - y) < 0.02 * max(1.0, abs(y)), (stats(ours), stats(ref))
+    tall = torch.zeros(3, 400, 10)  # no try fits a 3/4..4/3 box of 8-100% of the area: the fallback
+    assert crop_box(400, 10, c, random.Random(1)) == RandomResizedCrop.get_params(tall, list(c.scale), list(c.ratio))
+    assert math.isclose(crop_box(400, 10, c, random.Random(1))[2], round(10 / (3 / 4)))
+
+
+def test_csl_shard_takes_an_unlabeled_collection(tmp_path: Path) -> None:
+    """``csl shard --labels none`` writes what prepare writes for a collection; ``data.dataset: shards``
+    with ``labels: none`` streams it (native-size images, the same content) and refuses labels."""
+    import subprocess
+
+    import yaml
+
+    from conftest import BIN, csl_env, tiny_params
+    from csl.data.shards import read_index
+
+    write_collection(tmp_path / "photos", 40, nested=True)
+    env = csl_env(tmp_path)
+    out = subprocess.run([str(BIN / "csl"), "shard", "--source", str(tmp_path / "photos"), "--out",
+                          str(tmp_path / "shards"), "--labels", "none", "--image-size", "32", "--shard-size", "10"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(no labels)" in out.stdout and "data.labels: none" in out.stdout
+    index = read_index(str(tmp_path / "shards" / "train"))
+    assert index["labelled"] is False and len(index["shards"]) == -(-index["num_samples"] // 10)
+    direct = prep(tmp_path / "photos", tmp_path / "direct")
+    project = tmp_path / "proj"
+    project.mkdir()
+    params = tiny_params(tmp_path)
+    params["data"] = {"dataset": "shards", "source": str(tmp_path / "shards"), "image_size": 32, "labels": "none"}
+    params["eval"]["champion_metric"] = "rankme"
+    params["eval"]["run"]["probes"] = ["rankme"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    r = subprocess.run([str(BIN / "csl"), "prepare"], cwd=project, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((project / "data" / "prepared" / "meta.json").read_text())
+    assert meta["native"] and meta["content_hash"] == direct["content_hash"] and meta["classes"] == []
+    params["data"]["labels"] = None  # the shards have no labels: saying nothing is refused with the fix
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    r = subprocess.run([str(BIN / "csl"), "prepare"], cwd=project, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "the shards have no labels; set data.labels: none" in r.stderr

@@ -66,6 +66,9 @@ def run(args: argparse.Namespace, project: Path, params_path: Path) -> int:
               f"  fingerprint {c.get('fingerprint') or '-'}")
         print(f"params    sha256 {chain['params']['hash']}")
         print(f"pipeline  run {chain['pipeline_run'] or '-'}")
+        w = chain.get("parent")
+        print(f"parent    {w['model_version'] + ' (' + w['uri'] + ')' if w else 'none (random init)'}"
+              + (f"  encoder sha256 {w['sha256'][:16]}" if w else ""))
         for stage, r in chain["stage_runs"].items():
             print(f"stage     {stage:<12} run {r['run_id']} {r['status']}")
         print("metrics   " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(chain["metrics"].items())))

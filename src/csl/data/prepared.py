@@ -108,7 +108,18 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise DataError(f"{path / 'meta.json'} is corrupt ({e}); run 'csl prepare' again") from None
 
 
-def write_shards_meta(name: str, source: str, image_size: int, out: Path, stats_samples: int = 4096) -> dict[str, Any]:
+def _read_collection_meta(source: str) -> dict[str, Any] | None:
+    """``meta.json`` beside the shards of a collection (``csl shard --labels none|folders``), or None."""
+    url = f"{source.rstrip('/')}/meta.json"
+    if url.startswith("s3://"):
+        from csl.io import s3
+
+        return dict(json.loads(s3.read_bytes(url))) if s3.exists(url) else None
+    return dict(json.loads(Path(url).read_text())) if Path(url).is_file() else None
+
+
+def write_shards_meta(name: str, source: str, image_size: int, out: Path, stats_samples: int = 4096,
+                      labels: str | None = None) -> dict[str, Any]:
     """The prepared dataset of a sharded source (``source``/train and /test, written by
     ``csl shard``): only ``meta.json`` (classes, sizes, the per-channel statistics of the first
     ``stats_samples`` training images, a content hash of both shard indexes). The images stay
@@ -117,6 +128,15 @@ def write_shards_meta(name: str, source: str, image_size: int, out: Path, stats_
 
     roots = {s: f"{source.rstrip('/')}/{s}" for s in ("train", "test")}
     index = {s: shards.read_index(r) for s, r in roots.items()}
+    if labels != "none" and not index["train"].get("labelled", True):
+        raise DataError(f"{source}: the shards have no labels; set data.labels: none (label-free protocols only)")
+    written = _read_collection_meta(source)
+    if written is not None:  # csl shard --labels none|folders wrote it: native-size images, exact statistics
+        meta = {**written, "source": source, "shards": roots,
+                "shape": [written["shape"][0], image_size, image_size]}
+        with atomic_dir(out) as tmp:
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return meta
     if index["train"]["classes"] != index["test"]["classes"]:
         raise DataError(f"{source}: train and test shards have different classes; shard both from one folder")
     n = min(stats_samples, int(index["train"]["num_samples"]))

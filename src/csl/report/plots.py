@@ -44,9 +44,9 @@ def accuracy_chart(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("test top-1 (%)")
     ax.set_ylim(max(0.0, 10 * np.floor(lowest / 10) - 10), 100)  # zoom in so the margin is visible
     ax.set_title("Accuracy: pretrained vs random-init encoder", pad=28)
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -61,7 +61,7 @@ def embedding_map_plot(xy: np.ndarray, labels: np.ndarray, classes: list[str], t
     ax.set_title(title)
     ax.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -80,8 +80,9 @@ def metric_chart(rows: list[dict[str, Any]], series: list[tuple[str, str]], titl
     ax.set_xticks(x, names)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, pad=28)
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(4, len(series)), frameon=False)
+    ax.set_title(title, fontsize=10)
+    # beside the axes, one entry a line, and the figure grown to hold it: no legend entry is ever cut
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

@@ -75,14 +75,17 @@ class Layout:
     def reports(self) -> Path:
         return self.project / REPORTS
 
-    def checkpoint_dir(self, variant: Variant, data_hash: str, code: str | None = None) -> Path:
+    def checkpoint_dir(self, variant: Variant, data_hash: str, code: str | None = None,
+                       parent: str | None = None) -> Path:
         """Checkpoints are keyed by the variant's config, the data and the code that computes the
         result (:func:`csl.stages.deps.fingerprint`: the training code's source as this process
         imports it, torch's and Lightning's versions), so a resume only ever continues the same
         computation: a run with other settings or other code starts afresh. ``train.compile`` is
         left out: it changes how the step runs, not what it computes, and the checkpoints are the
         same either way. ``precision: auto`` enters as what it resolves to on this machine
-        (:func:`csl.precision.resolve_precision`): a bf16 checkpoint never resumes in fp32."""
+        (:func:`csl.precision.resolve_precision`): a bf16 checkpoint never resumes in fp32. A warm start
+        (``train.init_from``) enters as its parent's sha256 (``parent``), not its URI: when an alias
+        moves to another encoder, the run starts afresh from it."""
         from csl.precision import resolve_precision
         from csl.stages.deps import fingerprint
 
@@ -90,16 +93,19 @@ class Layout:
         method["train"].pop("compile", None)
         t = method["train"]
         t["precision"] = resolve_precision(t.get("precision", "auto"), t.get("accelerator", "auto"))
+        if t.get("init_from") is not None:
+            t["init_from"] = parent
         cfg = json.dumps({"method": method, "data": data_hash, "code": code or fingerprint()}, sort_keys=True)
         key = hashlib.sha256(cfg.encode()).hexdigest()[:12]
         return self.project / CHECKPOINTS / variant.name / key
 
-    def remote_checkpoint_dir(self, variant: Variant, data_hash: str, code: str | None = None) -> str | None:
+    def remote_checkpoint_dir(self, variant: Variant, data_hash: str, code: str | None = None,
+                              parent: str | None = None) -> str | None:
         """``storage.checkpoints`` + the same ``<variant>/<key>`` as the local directory, or None."""
         base = self.params.storage.checkpoint_uri
         if not base:
             return None
-        rel = self.checkpoint_dir(variant, data_hash, code).relative_to(self.project / CHECKPOINTS)
+        rel = self.checkpoint_dir(variant, data_hash, code, parent).relative_to(self.project / CHECKPOINTS)
         return f"{base.rstrip('/')}/{rel.as_posix()}"
 
     def check_storage(self) -> None:

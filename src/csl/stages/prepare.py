@@ -19,7 +19,7 @@ def prepare(params: Params, project: Path) -> dict[str, Any]:
 
         source = cfg.source if cfg.source.startswith("s3://") else str((project / cfg.source).resolve())
         return write_shards_meta(Path(source).name or "shards", source, int(cfg.image_size or 0),
-                                 Layout(project, params).prepared)
+                                 Layout(project, params).prepared, labels=cfg.labels)
     if cfg.dataset == "images":  # a collection without labels (or labels: folders), kept at native size
         from csl.data.prepare_images import prepare_images
 

@@ -63,7 +63,9 @@ def main(params: Params, project: Path, variant: Variant) -> dict[str, Any]:
     commit, dirty = tracking.git_commit(project)
     pipeline_run = tracking.pipeline_run_id() or os.environ.get(tracking.PARENT_ENV, "")
     pre_metrics = layout.pretrain_dir(variant) / "metrics.json"
-    fingerprint = json.loads(pre_metrics.read_text()).get("code_fingerprint", "") if pre_metrics.is_file() else ""
+    pre = json.loads(pre_metrics.read_text()) if pre_metrics.is_file() else {}
+    fingerprint = pre.get("code_fingerprint", "")
+    warm = pre.get("parent") or {}  # train.init_from: the registered (or file) encoder it started from
     with tracking.stage_run(project, params.tracking.experiment, "register", variant.name) as rec:
         parent = tracking.current_parent(tracking.connect(project, params.tracking.experiment))
         stage_runs = tracking.latest_stage_runs(project, params.tracking.experiment, variant.name,
@@ -77,6 +79,8 @@ def main(params: Params, project: Path, variant: Variant) -> dict[str, Any]:
             **({"csl.data.repo": origin.repo, "csl.data.rev": origin.rev} if origin else {}),
             "csl.git_commit": commit, "csl.git_dirty": str(dirty), "csl.params_hash": params_hash(params, variant),
             "csl.code_fingerprint": fingerprint or "unknown",
+            **({"csl.parent.uri": warm["uri"], "csl.parent.model_version": warm["model_version"] or "file",
+                "csl.parent.sha256": warm["sha256"]} if warm else {}),
             "csl.pipeline_run_id": pipeline_run, "csl.run.register": rec.run_id,
             **{f"csl.run.{stage}": run_id for stage, run_id in stage_runs.items()},
             **{f"csl.metrics.{k}": f"{v:.6f}" for k, v in metrics.items() if isinstance(v, (int, float))},

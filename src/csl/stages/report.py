@@ -108,10 +108,12 @@ def protocol_charts(params: Params) -> list[tuple[str, str, list[tuple[str, str]
         names = [*(f"recall_at_{k}" for k in params.eval.retrieval.ks), "map_at_r"]
         charts.append(("Retrieval: test queries, training database (cosine)", "retrieval.png",
                        [s for n in names for s in pair(n)], "%", 100.0))
-    free = [n for p in ("rankme", "dim_std") if p in run.probes for n in (("rankme",) if p == "rankme" else ("std_ratio",))]
-    if free:
-        charts.append(("Label-free health of the held-out embeddings (RankMe; std x sqrt(d))", "label_free.png",
-                       [s for n in free for s in pair(n)], "value", 1.0))
+    if "rankme" in run.probes:
+        charts.append(("RankMe of the held-out embeddings (higher: more dimensions used)", "rankme.png",
+                       pair("rankme"), "effective rank", 1.0))
+    if "dim_std" in run.probes:
+        charts.append(("Per-dimension std x sqrt(d) of the held-out embeddings (0: collapsed)", "std_ratio.png",
+                       pair("std_ratio"), "std x sqrt(d)", 1.0))
     if run.finetune:
         names = [f"finetune_{fraction_key(f)}_top1" for f in run.finetune]
         charts.append(("Few-label fine-tuning vs the same architecture from random init", "finetune.png",

@@ -258,7 +258,8 @@ def promote(ref: str, alias: str = CHAMPION) -> Any:
 
 
 def lineage(ref: str) -> dict[str, Any]:
-    """The whole chain of a model version: dataset, code, params, pipeline run, stage runs, metrics."""
+    """The whole chain of a model version: dataset, code, params, pipeline run, warm-start parent
+    (``train.init_from``; None when trained from random init), stage runs, metrics."""
     mv = resolve(ref)
     client = _client()
     t = mv.tags
@@ -275,6 +276,8 @@ def lineage(ref: str) -> dict[str, Any]:
                  "fingerprint": t.get("csl.code_fingerprint")},
         "params": {"hash": t.get("csl.params_hash"), "variant": t.get("csl.variant")},
         "pipeline_run": t.get("csl.pipeline_run_id") or None,
+        "parent": ({"uri": t["csl.parent.uri"], "model_version": t.get("csl.parent.model_version"),
+                    "sha256": t.get("csl.parent.sha256")} if t.get("csl.parent.uri") else None),
         "stage_runs": {},
         "metrics": {k.removeprefix("csl.metrics."): float(v) for k, v in t.items() if k.startswith("csl.metrics.")},
     }

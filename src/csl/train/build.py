@@ -19,8 +19,11 @@ def build_encoder(cfg: MethodConfig, in_channels: int) -> nn.Module:
     return build(ENCODERS, cfg.parts["encoder"], in_channels=in_channels)
 
 
-def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> Method:
-    """The five parts, built and composed by the method's builder."""
+def build_method(cfg: MethodConfig, meta: dict[str, Any],
+                 encoder_state: dict[str, torch.Tensor] | None = None) -> Method:
+    """The five parts, built and composed by the method's builder. ``encoder_state``: the encoder's
+    starting weights (a warm start, ``train.init_from``), loaded before the method's builder runs so
+    that parts copied from the encoder (EMA teachers) start from them too."""
     from csl.augment import AUGMENTATIONS
     from csl.extract import EXTRACTORS
     from csl.losses import LOSSES
@@ -29,6 +32,13 @@ def build_method(cfg: MethodConfig, meta: dict[str, Any]) -> Method:
 
     channels, size = int(meta["shape"][0]), int(meta["shape"][1])
     encoder = build_encoder(cfg, channels)
+    if encoder_state is not None:
+        try:
+            encoder.load_state_dict(encoder_state, strict=True)
+        except RuntimeError as e:
+            raise ConfigError(f"train.init_from: the parent encoder does not fit encoder "
+                              f"'{cfg.parts['encoder'].name}' of this variant ({str(e).splitlines()[0]}); warm-start "
+                              "from an encoder of the same architecture and input channels") from None
     parts = Parts(
         augment=build(AUGMENTATIONS, cfg.parts["augment"], image_size=size,
                       mean=torch.tensor(meta["mean"]), std=torch.tensor(meta["std"])),

@@ -25,6 +25,12 @@ class TrainConfig:
     ``gradient_clip``: null, or the largest L2 norm of each parameter tensor's gradient: a larger
     one is scaled down to it (DINO's ``clip_gradients``, per tensor, 3.0 for ViT: arXiv 2104.14294,
     App. and official ``utils.py``).
+    ``init_from``: a warm start: the encoder starts from a registered encoder
+    (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``) or an ``encoder.pt``, of the same architecture,
+    instead of random init (the heads start fresh; EMA teachers copy the started encoder). The
+    parent is resolved when training starts (an alias follows the registry); its sha256 keys the
+    checkpoints and is recorded in the encoder, so the registered version's lineage names it.
+    What a nightly pipeline on a grown collection uses to continue from last night's champion.
     """
 
     epochs: int = 100
@@ -41,8 +47,12 @@ class TrainConfig:
     sync_batchnorm: bool = True
     compile: bool = False
     gradient_clip: float | None = None
+    init_from: str | None = None
 
     def validate(self, path: str) -> None:
+        if self.init_from is not None and not self.init_from.strip():
+            raise ConfigError(f"'{path}.init_from' must be models:/NAME@ALIAS, models:/NAME/VERSION, a path to an "
+                              "encoder.pt, or null")
         for key in ("epochs", "batch_size", "devices", "num_nodes"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'{path}.{key}' must be >= 1, got {getattr(self, key)}")

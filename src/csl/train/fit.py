@@ -54,7 +54,7 @@ def _quiet_lightning() -> None:
 
 def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | None = None,
         extra_callbacks: list[L.Callback] | None = None, remote_ckpt: str | None = None,
-        health: HealthConfig | None = None) -> FitResult:
+        health: HealthConfig | None = None, init_state: dict[str, torch.Tensor] | None = None) -> FitResult:
     """Train ``cfg`` on ``data.train``; resume from ``ckpt_dir/last.ckpt`` when present (or from
     ``prev.ckpt`` when the last one is unreadable).
 
@@ -62,6 +62,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     (``s3://...``) it is also uploaded there, and the remote pair, when present, is fetched
     before training and resumed from. ``extra_callbacks`` are added to the trainer's own.
     ``health``: the online health check and collapse guard (:mod:`csl.train.health`) on held-out images.
+    ``init_state``: the encoder's starting weights (a warm start; the caller keys ``ckpt_dir`` on them).
     """
     _quiet_lightning()
     t = cfg.train
@@ -84,7 +85,7 @@ def fit(cfg: MethodConfig, data: Prepared, ckpt_dir: Path, sink: MetricSink | No
     if precision == "bf16-mixed" and not on_gpu(t.accelerator) and not bf16_pays("cpu"):
         warnings.warn("train.precision: bf16-mixed on a CPU without native bf16 (AVX-512 BF16 or AMX) is "
                       "emulated and about 10x slower than fp32; precision: auto picks 32-true here", stacklevel=2)
-    method = build_method(cfg, data.meta)
+    method = build_method(cfg, data.meta, init_state)
     if world > 1 and t.sync_batchnorm:
         convert_to_global_bn(method)  # in place: the children are replaced (the method is no BatchNorm)
     if t.compile:
