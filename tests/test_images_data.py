@@ -314,3 +314,30 @@ def test_csl_shard_takes_an_unlabeled_collection(tmp_path: Path) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     r = subprocess.run([str(BIN / "csl"), "prepare"], cwd=project, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "the shards have no labels; set data.labels: none" in r.stderr
+
+
+def test_a_grown_collection_is_prepared_again(tmp_path: Path) -> None:
+    """csl run's check: the prepared meta.json goes when the folder holds other files than it was
+    prepared from (DVC then prepares again), and stays when nothing changed."""
+    import yaml
+
+    from conftest import tiny_params
+    from csl.params import load_params
+    from csl.stages.prepare import check_source, prepare
+
+    write_collection(tmp_path / "proj" / "photos", 30)
+    params = tiny_params(tmp_path)
+    params["data"] = {"dataset": "images", "source": "photos", "image_size": 32}
+    params["eval"]["champion_metric"] = "rankme"
+    params["eval"]["run"]["probes"] = ["rankme"]
+    (tmp_path / "proj" / "params.yaml").write_text(yaml.safe_dump(params))
+    p = load_params(tmp_path / "proj" / "params.yaml")
+    meta = prepare(p, tmp_path / "proj")
+    assert meta["source_fingerprint"] and check_source(p, tmp_path / "proj") == []
+    write_collection(tmp_path / "proj" / "photos" / "2026-12-09", 5, seed=3)  # a new day's images
+    lines = check_source(p, tmp_path / "proj")
+    assert len(lines) == 1 and "changed since it was prepared" in lines[0]
+    assert not (tmp_path / "proj" / "data" / "prepared" / "meta.json").exists()
+    grown = prepare(p, tmp_path / "proj")
+    assert grown["num_train"] + grown["num_test"] == 35 and grown["content_hash"] != meta["content_hash"]
+    assert check_source(p, tmp_path / "proj") == []

@@ -10,6 +10,10 @@ folder is an error.
 The held-out split is a function of each file's relative path alone (its sha1, compared with
 ``test_fraction``), not of the listing: when the collection grows, every image already in
 it keeps its split, so the held-out images of last week's version are still held out.
+
+:func:`fingerprint` is a cheap digest of what the source holds now (paths, sizes and modification
+times; an S3 prefix's keys, sizes and ETags); ``prepare`` records it, and ``csl run`` prepares
+again when it changed: DVC cannot see into a folder or bucket that is not one of its outputs.
 """
 
 from __future__ import annotations
@@ -129,3 +133,26 @@ def list_collection(source: str, labels: str = "none") -> Listing:
             raise DataError(f"{source}: labels: folders found {len(classes)} class folder(s); labels need at "
                             "least 2 (or use labels: none)")
     return Listing(source, items, ignored, read)
+
+
+def fingerprint(source: str) -> str:
+    """sha256 of the listing of ``source`` as it is now: every file's relative path, size and
+    modification time (a zip: its own size and time; an S3 prefix: keys, sizes and ETags)."""
+    h = hashlib.sha256()
+    if source.startswith("s3://"):
+        from csl.io import s3
+
+        for key, size, etag in s3.list_objects(s3.S3Path.parse(source)):
+            h.update(f"{key}\0{size}\0{etag}\n".encode())
+        return h.hexdigest()
+    path = Path(source)
+    if path.is_file():
+        st = path.stat()
+        return hashlib.sha256(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+    if not path.is_dir():
+        return ""
+    for p in sorted(path.rglob("*")):
+        if p.is_file() or p.is_symlink():
+            st = p.lstat()
+            h.update(f"{p.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()

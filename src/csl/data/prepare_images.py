@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from csl.data.collection import held_out, list_collection
+from csl.data.collection import fingerprint, held_out, list_collection
 from csl.data.config import DataConfig
 from csl.data.image_file import ImageFileError, decode, encode, pixels
 from csl.data.shards import ShardWriter
@@ -74,6 +74,7 @@ def _subset(paths: list[str], n: int | None) -> set[str]:
 
 def prepare_images(cfg: DataConfig, source: str, out: Path, name: str) -> dict[str, Any]:
     """``source`` -> ``out`` (the prepared directory); returns its metadata."""
+    seen = fingerprint(source)  # before reading: a file added meanwhile makes the next run prepare again
     listing = list_collection(source, cfg.labels or "none")
     classes = sorted({it.label for it in listing.items if it.label is not None})
     index = {c: i for i, c in enumerate(classes)}
@@ -133,7 +134,7 @@ def prepare_images(cfg: DataConfig, source: str, out: Path, name: str) -> dict[s
             "shards": {"train": "train", "test": "test"},
             "shorter_side": {"min": int(min(sides)), "median": int(np.median(sides)), "max": int(max(sides))},
             "stored": stored,
-            "gray_files": int(gray_files), "ignored_files": listing.ignored,
+            "gray_files": int(gray_files), "ignored_files": listing.ignored, "source_fingerprint": seen,
             "skipped": len(skipped), "skipped_files": skipped[:SKIPPED_LISTED],
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -180,15 +180,21 @@ def download_dir(uri: str | S3Path, local: str | os.PathLike[str]) -> list[Path]
     return out
 
 
-def list_keys(uri: str | S3Path) -> list[str]:
-    """Every object key under the prefix ``uri`` (all pages), sorted."""
+def list_objects(uri: str | S3Path) -> list[tuple[str, int, str]]:
+    """``(key, size, ETag)`` of every object under the prefix ``uri`` (all pages), sorted by key."""
     base = uri if isinstance(uri, S3Path) else S3Path.parse(uri)
     prefix = f"{base.key}/" if base.key else ""
     try:
         pages = client().get_paginator("list_objects_v2").paginate(Bucket=base.bucket, Prefix=prefix)
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+        return sorted((o["Key"], int(o["Size"]), str(o.get("ETag", ""))) for page in pages
+                      for o in page.get("Contents", []))
     except Exception as e:  # noqa: BLE001
         raise _explain(e, "list", base) from None
+
+
+def list_keys(uri: str | S3Path) -> list[str]:
+    """Every object key under the prefix ``uri`` (all pages), sorted."""
+    return [key for key, _, _ in list_objects(uri)]
 
 
 def read_bytes(uri: str | S3Path) -> bytes:

@@ -23,11 +23,35 @@ def prepare(params: Params, project: Path) -> dict[str, Any]:
     if cfg.dataset == "images":  # a collection without labels (or labels: folders), kept at native size
         from csl.data.prepare_images import prepare_images
 
-        source = cfg.source if cfg.source.startswith("s3://") else str((project / cfg.source).resolve())
         name = Path(cfg.source.rstrip("/")).stem or "images"
-        return prepare_images(cfg, source, Layout(project, params).prepared, name)
+        return prepare_images(cfg, source_of(params, project), Layout(project, params).prepared, name)
     raw = csl_data.read(cfg, project, seed=0)
     return csl_data.write(raw, Layout(project, params).prepared)
+
+
+def source_of(params: Params, project: Path) -> str:
+    """``data.source`` as prepare reads it: an ``s3://`` prefix, or a path resolved in the project."""
+    src = params.data.source
+    return src if src.startswith("s3://") else str((project / src).resolve())
+
+
+def check_source(params: Params, project: Path) -> list[str]:
+    """Remove the prepared ``meta.json`` when the image collection (``data.dataset: images``) no longer
+    holds what it was prepared from (files added, changed or removed; objects under the prefix), so
+    that DVC prepares it again: a folder or bucket outside DVC's outputs is checked, never assumed."""
+    from csl.data.collection import fingerprint
+
+    meta_file = Layout(project, params).prepared / "meta.json"
+    if params.data.dataset != "images" or not meta_file.is_file():
+        return []
+    import json
+
+    recorded = json.loads(meta_file.read_text()).get("source_fingerprint")
+    if recorded == fingerprint(source_of(params, project)):
+        return []
+    meta_file.unlink()
+    return [f"prepare: {params.data.source} changed since it was prepared (files added, changed or removed); "
+            "preparing it again"]
 
 
 def main(params: Params, project: Path) -> None:

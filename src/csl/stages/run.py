@@ -24,6 +24,7 @@ from csl.io import atomic_write_text
 from csl.params import Params, load_params
 from csl.stages import plan
 from csl.stages.layout import REPORTS, Layout
+from csl.stages.prepare import check_source
 from csl.stages.pretrain import check_parents
 from csl.stages.register import check_registrations
 
@@ -180,6 +181,8 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
     for line in check_registrations(params, project):  # the store is external state: DVC cannot see it
         print(line, flush=True)
     for line in check_parents(params, project):  # nor where a warm start's alias points now
+        print(line, flush=True)
+    for line in check_source(params, project):  # nor what a folder or bucket of images holds now
         print(line, flush=True)
     status = pipeline_status(project)
     if not status and not force:
