@@ -341,3 +341,16 @@ def test_a_grown_collection_is_prepared_again(tmp_path: Path) -> None:
     grown = prepare(p, tmp_path / "proj")
     assert grown["num_train"] + grown["num_test"] == 35 and grown["content_hash"] != meta["content_hash"]
     assert check_source(p, tmp_path / "proj") == []
+
+
+def test_channel_statistics_are_those_of_every_training_pixel(tmp_path: Path) -> None:
+    files = write_collection(tmp_path / "photos", 30)
+    for f in files:
+        if f.suffix == ".jpg":
+            f.unlink()  # lossless files: the stored pixels are the files' pixels
+    meta = prep(tmp_path / "photos", tmp_path / "p")
+    train = [a for k, a in stored(tmp_path / "p").items() if k.startswith("train/")]
+    pixels = np.concatenate([a.reshape(-1, 3) for a in train]).astype(np.float64) / 255.0
+    assert len(train) == meta["num_train"]
+    np.testing.assert_allclose(meta["mean"], pixels.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(meta["std"], pixels.std(0), rtol=1e-9)

@@ -148,7 +148,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
             raise ConfigError(f"'variants[{i}]' is {v!r}, which is not in 'methods' "
                               f"(defined: {', '.join(methods)})")
     labelled = plain.data.labelled
-    names = plain.eval.metric_names(labelled)
+    names = plain.eval.metric_names(labelled, plain.data.in_memory)
     if plain.eval.champion_metric not in names:
         need = "" if labelled else (f" (data.dataset {plain.data.dataset} has no labels, so the label-based "
                                     "protocols do not run)")

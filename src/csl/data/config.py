@@ -66,6 +66,12 @@ class DataConfig:
             return self.labels == "folders"
         return self.labels != "none"
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the prepared images are held in memory (uint8 arrays) rather than streamed from
+        shards (``shards`` and ``images``: images of any number and size)."""
+        return self.dataset not in ("shards", "images")
+
     def validate(self, path: str) -> None:
         if self.labels == "folders" and self.dataset not in ("images", "imagefolder"):
             raise ConfigError(f"'{path}.labels: folders' applies to dataset 'images' (an ImageFolder has folder "

@@ -35,32 +35,35 @@ SKIPPED_LISTED = 50  # how many skipped files meta.json names (all are counted)
 
 
 class _Stats:
-    """Exact per-channel sums over every pixel, grayscale images kept apart (in an RGB
-    collection their one channel counts for all three)."""
+    """Exact per-channel sums of pixel values and of their squares (integers), grayscale images kept
+    apart (in an RGB collection their one channel counts for all three)."""
 
     def __init__(self) -> None:
-        self.rgb = np.zeros((2, 3))
-        self.gray = np.zeros(2)
+        self.rgb = np.zeros((2, 3), dtype=np.uint64)
+        self.gray = np.zeros(2, dtype=np.uint64)
         self.n_rgb = 0
         self.n_gray = 0
 
     def add(self, x: np.ndarray) -> None:  # x: uint8 (C, H, W)
-        v = x.reshape(x.shape[0], -1).astype(np.float64) / 255.0
+        v = x.reshape(x.shape[0], -1)
+        sums = v.sum(1, dtype=np.uint64)
+        squares = np.einsum("ij,ij->i", v.astype(np.uint32), v.astype(np.uint32), dtype=np.uint64)
         if x.shape[0] == 1:
-            self.gray += (v.sum(), (v * v).sum())
+            self.gray += np.array([sums[0], squares[0]], dtype=np.uint64)
             self.n_gray += v.shape[1]
         else:
-            self.rgb += np.stack([v.sum(1), (v * v).sum(1)])
+            self.rgb += np.stack([sums, squares])
             self.n_rgb += v.shape[1]
 
     def mean_std(self, channels: int) -> tuple[list[float], list[float]]:
+        """Mean and std of the pixels scaled to [0, 1], per channel."""
         n = self.n_rgb + self.n_gray
+        rgb, gray = self.rgb.astype(np.float64), self.gray.astype(np.float64)
         if channels == 1:
-            s, s2 = self.gray[0] + self.rgb[0].mean(), self.gray[1] + self.rgb[1].mean()
-            mean, sq = np.array([s / n]), np.array([s2 / n])
+            s, s2 = np.array([gray[0] + rgb[0].mean()]), np.array([gray[1] + rgb[1].mean()])
         else:
-            mean = (self.rgb[0] + self.gray[0]) / n
-            sq = (self.rgb[1] + self.gray[1]) / n
+            s, s2 = rgb[0] + gray[0], rgb[1] + gray[1]
+        mean, sq = s / (255.0 * n), s2 / (255.0 ** 2 * n)
         std = np.sqrt(np.maximum(sq - mean**2, 1e-12))
         return mean.tolist(), std.tolist()
 

@@ -225,17 +225,23 @@ class RunConfig:
             raise ConfigError(f"'{path}.distill' {missing}: distillation needs the fine-tuned teacher of the same "
                               f"fraction; add {missing} to '{path}.finetune'")
 
-    def planned(self, labelled: bool) -> "RunConfig":
-        """What runs on data with or without labels: without, the probes that need labels, the
-        fine-tuning, distillation and transfer protocols are left out (:meth:`not_planned` says why)."""
-        if labelled:
-            return self
-        return RunConfig([p for p in self.probes if not PROBES[p].needs_labels], [], [], [])
+    def planned(self, labelled: bool, in_memory: bool = True) -> "RunConfig":
+        """What runs on this data: without labels, the probes that need labels and the fine-tuning,
+        distillation and transfer protocols are left out; on streamed data (shards, image
+        collections) fine-tuning and distillation, which train on images held in memory
+        (:meth:`not_planned` says why)."""
+        if not labelled:
+            return RunConfig([p for p in self.probes if not PROBES[p].needs_labels], [], [], [])
+        if not in_memory:
+            return RunConfig(list(self.probes), [], [], list(self.transfer))
+        return self
 
-    def not_planned(self, labelled: bool) -> list[str]:
-        """The configured protocols that do not run on this data, each as ``kind item``."""
-        kept = set(self.planned(labelled).items())
-        return [f"{i.kind} {i.item}" for i in self.items() if i not in kept]
+    def not_planned(self, labelled: bool, in_memory: bool = True) -> dict[str, str]:
+        """The configured protocols that do not run on this data (``kind item``), each with why."""
+        kept = set(self.planned(labelled, in_memory).items())
+        why = ("needs labels, and the data has none" if not labelled else
+               "trains on images held in memory, and the data is streamed from shards")
+        return {f"{i.kind} {i.item}": why for i in self.items() if i not in kept}
 
     def items(self) -> list[ProtocolItem]:
         """Every protocol stage that runs for a variant, distillation last (it needs its teachers)."""
@@ -276,12 +282,12 @@ class EvalConfig:
                 raise ConfigError(f"'{path}.transfer.datasets.{name}': transfer targets are prepared in memory; "
                                   "shards are not supported")
 
-    def metric_names(self, labelled: bool = True) -> list[str]:
+    def metric_names(self, labelled: bool = True, in_memory: bool = True) -> list[str]:
         """The ranking metrics the protocols that run on this data write (higher is better for
         each): what ``champion_metric`` may name and the report's columns."""
         from csl.evaluate.subsets import fraction_key
 
-        run = self.run.planned(labelled)
+        run = self.run.planned(labelled, in_memory)
         names = ["linear_top1", "knn_top1"] if labelled else []
         for p in run.probes:
             names += [m for m in PROBES[p].metrics(self) if m not in PROBES[p].unranked]

@@ -29,11 +29,10 @@ HEADER = ("# Written by csl from params.yaml (csl plan; csl run refreshes it): t
 
 def plan(params: Params) -> dict[str, Any]:
     """The planned stage lists, and what is left out and why."""
-    labelled = params.data.labelled
-    run = params.eval.run.planned(labelled)
-    left = [*([] if labelled else ["linear-eval"]), *params.eval.run.not_planned(labelled)]
-    reason = ("" if labelled else f"data.dataset {params.data.dataset} has no labels (data.labels: "
-              f"{params.data.labels or 'none'}); label-based protocols need labelled data")
+    labelled, in_memory = params.data.labelled, params.data.in_memory
+    run = params.eval.run.planned(labelled, in_memory)
+    left = {**({} if labelled else {"linear-eval": "needs labels, and the data has none"}),
+            **params.eval.run.not_planned(labelled, in_memory)}
     return {"plan": {
         "labelled": labelled,
         "linear": list(params.variants) if labelled else [],
@@ -41,7 +40,7 @@ def plan(params: Params) -> dict[str, Any]:
         "finetune": list(run.finetune),
         "distill": list(run.distill),
         "transfer": list(run.transfer),
-        "not_planned": {"protocols": left, "reason": reason} if left else {},
+        "not_planned": left,  # protocol -> why
     }}
 
 
@@ -69,7 +68,9 @@ def check(project: Path, params: Params) -> None:
 
 def describe(params: Params) -> list[str]:
     """What the plan leaves out, for ``csl run``'s output and the report."""
-    left = plan(params)["plan"]["not_planned"]
-    if not left:
-        return []
-    return [f"not planned: {', '.join(left['protocols'])} ({left['reason']})"]
+    left: dict[str, str] = plan(params)["plan"]["not_planned"]
+    by_reason: dict[str, list[str]] = {}
+    for protocol, why in left.items():
+        by_reason.setdefault(why, []).append(protocol)
+    what = f"data.dataset {params.data.dataset}" + (f", data.labels {params.data.labels}" if params.data.labels else "")
+    return [f"not planned: {', '.join(ps)} ({why}: {what})" for why, ps in by_reason.items()]

@@ -25,7 +25,7 @@ def protocol_files(params: Params, layout: Layout, variant: Variant) -> dict[str
 
 def planned(params: Params) -> RunConfig:
     """The protocols of ``eval.run`` that run on this data (:mod:`csl.stages.plan`)."""
-    return params.eval.run.planned(params.data.labelled)
+    return params.eval.run.planned(params.data.labelled, params.data.in_memory)
 
 
 def protocol_stages(params: Params) -> tuple[str, ...]:

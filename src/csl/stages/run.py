@@ -208,7 +208,7 @@ def run(project: Path, params_path: Path, overrides: list[str], force: bool = Fa
         summary = reports / "summary.json"
         if summary.is_file():
             for r in json.loads(summary.read_text()):
-                names = params.eval.metric_names(params.data.labelled)
+                names = params.eval.metric_names(params.data.labelled, params.data.in_memory)
                 parent.metrics({f"{r['variant']}.{k}": r[k] for k in [*names, *(f"random_{n}" for n in names)]
                                 if isinstance(r.get(k), (int, float))})
     print(headline(project, params))
