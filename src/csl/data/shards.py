@@ -83,8 +83,6 @@ def write_shards(samples: Iterable[tuple[bytes, int | None] | tuple[bytes, int |
                  out: Path, shard_size: int = 1000, name: str = "train", labelled: bool = True) -> dict[str, Any]:
     """Write ``(image bytes, label[, extension])`` samples (extension ``jpg`` unless given; label
     None when ``labelled`` is False) as tar shards + ``index.json`` into ``out`` (atomic)."""
-    if shard_size < 1:
-        raise DataError("shard_size must be >= 1")
     with atomic_dir(out) as tmp:
         writer = ShardWriter(tmp, classes, shard_size, name, labelled)
         for sample in samples:
