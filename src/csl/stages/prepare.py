@@ -46,8 +46,11 @@ def check_source(params: Params, project: Path) -> list[str]:
         return []
     import json
 
-    recorded = json.loads(meta_file.read_text()).get("source_fingerprint")
-    if recorded == fingerprint(source_of(params, project)):
+    meta = json.loads(meta_file.read_text())
+    source = source_of(params, project)
+    if meta.get("source") != source or "source_fingerprint" not in meta:
+        return []  # prepared from another source or kind: the data params changed, DVC reruns prepare anyway
+    if meta["source_fingerprint"] == fingerprint(source):
         return []
     meta_file.unlink()
     return [f"prepare: {params.data.source} changed since it was prepared (files added, changed or removed); "
