@@ -71,3 +71,27 @@ def heldout_stream(root: str, batch_size: int, size: int, channels: int, device:
     stream = ShardStream(root, batch_size, size, channels, buffer=1, drop_last=False, labels=labelled,
                          device=device if device.startswith("cuda") else "cpu")
     return stream if labelled else _WithLabels(stream)
+
+
+def heldout_images(data: Any, rows: np.ndarray) -> np.ndarray:
+    """uint8 ``(len(rows), C, S, S)``: the held-out images at these rows of the test features (the
+    evaluation transform; for shards, in the order the features were computed in, read only as far
+    as the last row wanted). ``data``: a :class:`csl.data.prepared.Prepared`."""
+    from csl.data.dataset import Split
+
+    test = data.test
+    if isinstance(test, Split):
+        return test.images[rows]
+    meta = data.meta
+    wanted = {int(r): i for i, r in enumerate(rows)}
+    last = max(wanted, default=-1)
+    out: list[np.ndarray | None] = [None] * len(rows)
+    start = 0
+    for x, _ in heldout_stream(test.root, 256, int(meta["shape"][1]), int(meta["shape"][0])):
+        for j in range(x.shape[0]):
+            if start + j in wanted:
+                out[wanted[start + j]] = x[j].numpy()
+        start += x.shape[0]
+        if start > last:
+            break
+    return np.stack([o for o in out if o is not None])

@@ -65,25 +65,10 @@ class Context:
         return csl_data.load(self.layout.prepared)
 
     def heldout_images(self, rows: np.ndarray) -> np.ndarray:
-        """uint8 ``(len(rows), C, S, S)``: the held-out images at these rows of the test features
-        (the evaluation transform; for shards, the order the features were computed in)."""
-        from csl.data.dataset import Split
+        """uint8 ``(len(rows), C, S, S)``: the held-out images at these rows of the test features."""
+        from csl.evaluate.features import heldout_images
 
-        test = self.data.test
-        if isinstance(test, Split):
-            return test.images[rows]
-        from csl.evaluate.features import heldout_stream
-
-        meta = self.data.meta
-        wanted = {int(r): i for i, r in enumerate(rows)}
-        out: list[np.ndarray | None] = [None] * len(rows)
-        start = 0
-        for x, _ in heldout_stream(test.root, 256, int(meta["shape"][1]), int(meta["shape"][0])):
-            for j in range(x.shape[0]):
-                if start + j in wanted:
-                    out[wanted[start + j]] = x[j].numpy()
-            start += x.shape[0]
-        return np.stack([o for o in out if o is not None])
+        return heldout_images(self.data, rows)
 
     def encoder(self, random: bool) -> torch.nn.Module:
         from csl.encoders.saved import build_from_payload

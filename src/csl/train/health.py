@@ -29,21 +29,10 @@ from csl.train.history import MetricSink
 
 
 def heldout_batch(data: Prepared, n: int) -> np.ndarray:
-    """The first ``n`` held-out images, uint8 ``(n, C, S, S)`` (the evaluation transform; for shards,
-    the first of the fixed order the features use)."""
-    from csl.data.dataset import Split
+    """The first ``n`` held-out images, uint8 ``(n, C, S, S)`` (the evaluation transform)."""
+    from csl.evaluate.features import heldout_images
 
-    if isinstance(data.test, Split):
-        return data.test.images[:n]
-    from csl.evaluate.features import heldout_stream
-
-    meta, out, got = data.meta, [], 0
-    for x, _ in heldout_stream(data.test.root, min(n, 256), int(meta["shape"][1]), int(meta["shape"][0])):
-        out.append(x.numpy())
-        got += len(x)
-        if got >= n:
-            break
-    return np.concatenate(out)[:n]
+    return heldout_images(data, np.arange(min(n, int(data.meta["num_test"]))))
 
 
 class HealthMonitor(L.Callback):
